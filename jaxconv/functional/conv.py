@@ -1,0 +1,160 @@
+"""Convolution (shared weights) and locally-connected (unshared weights) layers as pure ops.
+
+Both resolve stride/padding/dilation through the same code (`_args.resolve_padding`), so an LC
+layer whose per-position kernels are all equal is exactly the conv.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv.functional._args import (
+    Padding,
+    check_image,
+    flatten_batch,
+    output_size,
+    resolve_padding,
+    to_pair,
+    unflatten_batch,
+)
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilation=1, groups=1):
+    """2-D convolution (cross-correlation, as in every DL framework) of NHWC images.
+
+    Args:
+      x: `(*batch, height, width, in_channels)` floating array.
+      kernel: `(kh, kw, in_channels // groups, out_channels)`.
+      bias: optional `(out_channels,)`.
+      stride: int or `(sh, sw)`, default 1.
+      padding: "SAME" (default), "VALID", int, `(ph, pw)` or `((top, bottom), (left, right))`.
+      dilation: int or `(dh, dw)` kernel dilation.
+      groups: feature groups (AlexNet's two towers are `groups=2`); `in_channels` and
+        `out_channels` must both be divisible by it.
+
+    Returns:
+      `(*batch, out_h, out_w, out_channels)` in the promoted dtype of `x` and `kernel`.
+
+    Example:
+      >>> x = jnp.ones((2, 8, 8, 3)); k = jnp.ones((3, 3, 3, 4))
+      >>> conv2d(x, k, padding="VALID").shape
+      (2, 6, 6, 4)
+    """
+    check_image(x)
+    if getattr(kernel, "ndim", None) != 4:
+        raise ValueError(
+            f"kernel must be (kh, kw, in_channels // groups, out_channels), got shape "
+            f"{getattr(kernel, 'shape', None)}"
+        )
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    cin, cout = x.shape[-1], kernel.shape[-1]
+    if cin % groups or cout % groups:
+        raise ValueError(
+            f"in_channels {cin} and out_channels {cout} must be divisible by groups={groups}"
+        )
+    if kernel.shape[2] * groups != cin:
+        raise ValueError(
+            f"kernel shape {kernel.shape} expects {kernel.shape[2] * groups} input channels "
+            f"(kernel in-dim {kernel.shape[2]} x groups {groups}), got x with {cin}"
+        )
+    window = kernel.shape[:2]
+    s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
+    pads = resolve_padding(padding, x.shape[-3:-1], window, s, d)
+    xf, batch = flatten_batch(x)
+    y = lax.conv_general_dilated(
+        xf, kernel, window_strides=s, padding=pads, rhs_dilation=d,
+        dimension_numbers=_NHWC, feature_group_count=groups,
+    )
+    if bias is not None:
+        if bias.shape != (cout,):
+            raise ValueError(f"bias must have shape ({cout},), got {bias.shape}")
+        y = y + bias
+    return unflatten_batch(y, batch)
+
+
+def extract_patches(x, kernel_size, *, stride=1, padding: Padding = "VALID", dilation=1):
+    """Patches of NHWC images by strided slicing: `(N, out_h, out_w, kh, kw, C)`.
+
+    `patches[n, i, j, a, b, c] = xp[n, i*sh + a*dh, j*sw + b*dw, c]`, xp zero-padded. Costs
+    `kh*kw` slices (no identity-kernel convolution).
+
+    Args:
+      x: `(N, H, W, C)`.
+      kernel_size, stride, padding, dilation: as in `conv2d`.
+
+    Returns:
+      `(N, out_h, out_w, kh, kw, C)`.
+    """
+    k, s, d = to_pair(kernel_size, "kernel_size"), to_pair(stride, "stride"), to_pair(dilation,
+                                                                                      "dilation")
+    pads = resolve_padding(padding, x.shape[1:3], k, s, d)
+    oh, ow = output_size(x.shape[1:3], pads, k, s, d)
+    xp = jnp.pad(x, ((0, 0),) + pads + ((0, 0),))
+    rows = []
+    for a in range(k[0]):
+        cols = []
+        for b in range(k[1]):
+            h0, w0 = a * d[0], b * d[1]
+            cols.append(
+                lax.slice(
+                    xp, (0, h0, w0, 0),
+                    (xp.shape[0], h0 + (oh - 1) * s[0] + 1, w0 + (ow - 1) * s[1] + 1, xp.shape[3]),
+                    (1, s[0], s[1], 1),
+                )
+            )
+        rows.append(jnp.stack(cols, axis=3))
+    return jnp.stack(rows, axis=3)
+
+
+def locally_connected2d(x, kernel, bias=None, *, kernel_size, stride=1,
+                        padding: Padding = "VALID", dilation=1):
+    """Locally-connected layer: a convolution whose weights differ at every output position.
+
+    `y[n,i,j,o] = sum_{a,b,c} xp[n, i*sh + a*dh, j*sw + b*dw, c] * W[i,j,a,b,c,o] + bias[i,j,o]`
+    with xp the zero-padded input. Patch extraction + one batched contraction over
+    `(kh*kw*C)` per position: memory O(input patches + params), never O(batch x params).
+
+    Args:
+      x: `(*batch, height, width, in_channels)`.
+      kernel: `(out_h, out_w, kh, kw, in_channels, out_channels)`.
+      bias: optional `(out_h, out_w, out_channels)`.
+      kernel_size: int or `(kh, kw)`; must match the kernel.
+      stride, padding (default "VALID"), dilation: as in `conv2d`.
+
+    Returns:
+      `(*batch, out_h, out_w, out_channels)`.
+
+    References:
+      LeCun et al., "Learning hierarchical features..." (locally-connected / unshared
+      convolution); Taigman et al. 2014 (DeepFace) use it for faces.
+    """
+    check_image(x)
+    k = to_pair(kernel_size, "kernel_size")
+    if getattr(kernel, "ndim", None) != 6:
+        raise ValueError(
+            "kernel must be (out_h, out_w, kh, kw, in_channels, out_channels), got shape "
+            f"{getattr(kernel, 'shape', None)}"
+        )
+    s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
+    pads = resolve_padding(padding, x.shape[-3:-1], k, s, d)
+    out_hw = output_size(x.shape[-3:-1], pads, k, s, d)
+    expected = out_hw + k + (x.shape[-1],)
+    if tuple(kernel.shape[:5]) != expected:
+        raise ValueError(
+            f"kernel shape {kernel.shape} does not fit this input: expected {expected + ('O',)} "
+            f"for x of shape {x.shape}, kernel_size {k}, stride {s}, padding {pads}"
+        )
+    xf, batch = flatten_batch(x)
+    patches = extract_patches(xf, k, stride=s, padding=pads, dilation=d)
+    y = jnp.einsum("nijabc,ijabco->nijo", patches, kernel)
+    if bias is not None:
+        if bias.shape != out_hw + (kernel.shape[-1],):
+            raise ValueError(
+                f"bias must have shape {out_hw + (kernel.shape[-1],)}, got {bias.shape}"
+            )
+        y = y + bias
+    return unflatten_batch(y, batch)

@@ -1,0 +1,103 @@
+"""Local contrast normalization (Jarrett et al. 2009) and local response normalization (AlexNet).
+
+Both compute in float32 (or wider) and return the input dtype; both have finite gradients on
+all-zero and constant inputs.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv.functional._args import check_image, flatten_batch, reduction_dtype, unflatten_batch
+from jaxconv.functional.pooling import gaussian_window
+
+# Below this weighted variance, sigma is taken as 0 (its sqrt would have an infinite gradient);
+# sigma < 1e-10 is far below any eps used in the max(c, sigma, eps) floor.
+_TINY_VARIANCE = 1e-20
+
+
+def _spatial_sum(x1, w):
+    """Zero-padded, centred window sum of a one-channel `(N, H, W, 1)` map with `(k, k)` weights."""
+    k = w.shape[0]
+    return lax.conv_general_dilated(
+        x1, w[:, :, None, None], (1, 1), ((k // 2, k // 2), (k // 2, k // 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
+    """Local contrast normalization: subtractive then divisive, across all channels.
+
+    With w the `kernel_size^2` Gaussian of std `sigma` (sum 1) divided by C, zero padding and
+    `coef[j,k] = sum_{i,p,q} w[p,q] * inside(j+p, k+q)` (border renormalization):
+
+      m = (sum_{i,p,q} w * x[i, j+p, k+q]) / coef,     v = x - m   (one m for all channels)
+      sigma = sqrt((sum_{i,p,q} w * v^2[i, j+p, k+q]) / coef),  c = mean_{j,k} sigma (per image)
+      y = v / max(c, sigma, eps)
+
+    So `y(a*x + b) == y(x)` for a > 0 and a constant image maps to ~0.
+
+    Args:
+      x: `(*batch, height, width, channels)` floating.
+      kernel_size: odd window size (centred on the pixel), default 9 as in Jarrett et al.
+      sigma: Gaussian std in pixels; default `0.25 * kernel_size` (Torch7's image.gaussian).
+      eps: floor of the divisor.
+
+    Returns:
+      `(*batch, height, width, channels)` in x's dtype.
+
+    References:
+      Jarrett, Kavukcuoglu, Ranzato & LeCun, "What is the best multi-stage architecture for
+      object recognition?", ICCV 2009, §2 (N layer); Pinto et al. 2008. This is Torch7's
+      `nn.SpatialContrastiveNormalization` with a Gaussian kernel and the per-image mean
+      threshold.
+    """
+    check_image(x)
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    xf, batch = flatten_batch(x)
+    rd = reduction_dtype(x.dtype)
+    xf = xf.astype(rd)
+    c = xf.shape[-1]
+    w = gaussian_window(kernel_size, sigma).astype(rd)
+    coef = _spatial_sum(jnp.ones((1,) + xf.shape[1:3] + (1,), rd), w)
+    mean = _spatial_sum(xf.sum(-1, keepdims=True), w / c) / coef
+    v = xf - mean
+    var = _spatial_sum(jnp.square(v).sum(-1, keepdims=True), w / c) / coef
+    positive = var > _TINY_VARIANCE
+    std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+    image_mean = std.mean(axis=(1, 2), keepdims=True)
+    y = v / jnp.maximum(jnp.maximum(image_mean, std), eps)
+    return unflatten_batch(y.astype(x.dtype), batch)
+
+
+def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """AlexNet's local response normalization across channels (a sum, not a mean).
+
+    `b_c = a_c / (k + alpha * sum_{c'} a_{c'}^2)^beta` over `c' = c - size//2 ... c + (size-1)//2`,
+    clipped at the ends. Equals `torch.nn.LocalResponseNorm(size, alpha * size, beta, k)`.
+
+    Args:
+      x: `(*batch, height, width, channels)`.
+      size: channels in the window (AlexNet: n = 5).
+      alpha, beta, k: AlexNet's 1e-4, 0.75, 2.
+
+    Returns:
+      same shape and dtype as x.
+
+    References:
+      Krizhevsky, Sutskever & Hinton, "ImageNet classification with deep convolutional neural
+      networks", NeurIPS 2012, §3.3.
+    """
+    check_image(x)
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    rd = reduction_dtype(x.dtype)
+    sq = jnp.square(x.astype(rd))
+    c = x.shape[-1]
+    padded = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(size // 2, (size - 1) // 2)])
+    total = sum(padded[..., i : i + c] for i in range(size))
+    return (x.astype(rd) / (k + alpha * total) ** beta).astype(x.dtype)

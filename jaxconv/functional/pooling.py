@@ -1,0 +1,242 @@
+"""Pooling over space (max, average, Lp / Gaussian L2) and over groups of features.
+
+All pools take NHWC `(*batch, height, width, channels)`; `stride` defaults to the window.
+Sums are taken in float32 (or wider) and cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv.functional._args import (
+    Padding,
+    check_image,
+    flatten_batch,
+    reduction_dtype,
+    resolve_padding,
+    to_pair,
+    unflatten_batch,
+)
+
+
+def _setup(x, window, stride, padding):
+    check_image(x)
+    w = to_pair(window, "window")
+    s = w if stride is None else to_pair(stride, "stride")
+    pads = resolve_padding(padding, x.shape[-3:-1], w, s)
+    return w, s, pads
+
+
+def _window_reduce(xf, init, op, window, stride, pads):
+    return lax.reduce_window(
+        xf, init, op, (1,) + window + (1,), (1,) + stride + (1,), ((0, 0),) + pads + ((0, 0),)
+    )
+
+
+def _tiled(xf, window, pads):
+    """`(N, H/kh, kh, W/kw, kw, C)` view for non-overlapping, unpadded pools, else None.
+
+    Reshape + reduce is 3-7x faster than `reduce_window` forward+backward on CPU
+    (see benchmarks); the result is identical.
+    """
+    if pads != ((0, 0), (0, 0)):
+        return None
+    n, h, w, c = xf.shape
+    oh, ow = h // window[0], w // window[1]
+    xc = xf[:, : oh * window[0], : ow * window[1], :]
+    return xc.reshape(n, oh, window[0], ow, window[1], c)
+
+
+def max_pool(x, window, stride=None, padding: Padding = "VALID"):
+    """Max pooling; padding never wins the max (it is -inf).
+
+    Args:
+      x: `(*batch, height, width, channels)`.
+      window: int or `(kh, kw)`.
+      stride: int or `(sh, sw)`; default `window`.
+      padding: as in `conv2d`; default "VALID". Each pad must be < the window.
+
+    Returns:
+      `(*batch, out_h, out_w, channels)`; equals `torch.nn.functional.max_pool2d`.
+    """
+    w, s, pads = _setup(x, window, stride, padding)
+    xf, batch = flatten_batch(x)
+    tiles = _tiled(xf, w, pads) if s == w else None
+    if tiles is not None:
+        y = tiles.max(axis=(2, 4))
+    else:
+        y = _window_reduce(xf, jnp.array(-jnp.inf, x.dtype), lax.max, w, s, pads)
+    return unflatten_batch(y, batch)
+
+
+def _sum_pool(xf, window, stride, pads):
+    tiles = _tiled(xf, window, pads) if stride == window else None
+    if tiles is not None:
+        return tiles.sum(axis=(2, 4))
+    return _window_reduce(xf, jnp.array(0, xf.dtype), lax.add, window, stride, pads)
+
+
+def avg_pool(x, window, stride=None, padding: Padding = "VALID", count_include_pad=True):
+    """Average pooling (zero padding).
+
+    Args:
+      x: `(*batch, height, width, channels)`.
+      window, stride, padding: as in `max_pool`.
+      count_include_pad: divide by the full window size (True, PyTorch's default) or by the
+        number of input (non-pad) pixels in the window.
+
+    Returns:
+      `(*batch, out_h, out_w, channels)`; equals `torch.nn.functional.avg_pool2d`.
+    """
+    w, s, pads = _setup(x, window, stride, padding)
+    xf, batch = flatten_batch(x)
+    rd = reduction_dtype(x.dtype)
+    total = _sum_pool(xf.astype(rd), w, s, pads)
+    if count_include_pad:
+        y = total / (w[0] * w[1])
+    else:
+        ones = jnp.ones((1,) + xf.shape[1:3] + (1,), rd)
+        y = total / _sum_pool(ones, w, s, pads)
+    return unflatten_batch(y.astype(x.dtype), batch)
+
+
+def _safe_root(total, p):
+    """`total ** (1/p)` with a finite gradient (0) where `total == 0`."""
+    positive = total > 0
+    return jnp.where(positive, jnp.where(positive, total, 1.0) ** (1.0 / p), 0.0)
+
+
+def _abs_pow(x, p):
+    return jnp.abs(x) ** p if p != 2 else jnp.square(x)
+
+
+def gaussian_window(window, sigma=None):
+    """Gaussian weights over a window, normalised to sum 1 (Sermanet et al. 2012's L2 pooling).
+
+    Args:
+      window: int or `(kh, kw)`.
+      sigma: standard deviation in pixels, a float or `(sh, sw)`; default `0.25 * window`
+        (Torch7's `image.gaussian` default).
+
+    Returns:
+      `(kh, kw)` float32 array, centred at `((kh-1)/2, (kw-1)/2)`, summing to 1.
+    """
+    k = to_pair(window, "window")
+    if sigma is None:
+        sig = (0.25 * k[0], 0.25 * k[1])
+    elif isinstance(sigma, (int, float)):
+        sig = (float(sigma), float(sigma))
+    else:
+        sig = tuple(float(v) for v in sigma)
+    if min(sig) <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    axes = [np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2) / sd) ** 2) for n, sd in zip(k, sig)]
+    g = np.outer(axes[0], axes[1])
+    return jnp.asarray(g / g.sum(), jnp.float32)
+
+
+def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None):
+    """Lp pooling `(sum_window w * |x|^p)^(1/p)` with zero padding.
+
+    With `weights=None` (w = 1), VALID padding and x >= 0 or even p, this equals PyTorch's
+    `lp_pool2d`. `p=2` with `weights=gaussian_window(...)` is Sermanet et al. 2012's L2
+    pooling. The gradient is finite (zero) where a window is all zeros.
+
+    Args:
+      x: `(*batch, height, width, channels)`.
+      p: the norm's power, > 0 (p = 1 sums |x|, p -> inf tends to max pooling).
+      window, stride, padding: as in `max_pool`.
+      weights: optional `(kh, kw)` non-negative weights, used as given.
+
+    Returns:
+      `(*batch, out_h, out_w, channels)`.
+
+    References:
+      Sermanet, Chintala & LeCun, "Convolutional neural networks applied to house numbers
+      digit classification", ICPR 2012; Hyvärinen & Köster 2007.
+    """
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0 or math.isinf(p):
+        raise ValueError(f"p must be a finite number > 0, got {p!r}")
+    w, s, pads = _setup(x, window, stride, padding)
+    xf, batch = flatten_batch(x)
+    rd = reduction_dtype(x.dtype)
+    powered = _abs_pow(xf.astype(rd), p)
+    if weights is None:
+        total = _sum_pool(powered, w, s, pads)
+    else:
+        weights = jnp.asarray(weights, rd)
+        if weights.shape != w:
+            raise ValueError(f"weights must have the window's shape {w}, got {weights.shape}")
+        c = xf.shape[-1]
+        kernel = jnp.broadcast_to(weights[:, :, None, None], w + (1, c))
+        total = lax.conv_general_dilated(
+            powered, kernel, s, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=c,
+        )
+    return unflatten_batch(_safe_root(total, p).astype(x.dtype), batch)
+
+
+def feature_pool(x, group_size, *, p=2.0):
+    """Pooling over groups of `group_size` consecutive channels ("L2 pooling over features").
+
+    `y[..., g] = (sum_{c in group g} |x[..., c]|^p)^(1/p)`; `p="max"` gives maxout
+    (Goodfellow et al. 2013). Gradient finite where a group is all zeros.
+
+    Args:
+      x: `(*batch, height, width, channels)`, channels divisible by `group_size`.
+      group_size: channels per group.
+      p: a finite number > 0, or "max".
+
+    Returns:
+      `(*batch, height, width, channels // group_size)`.
+    """
+    check_image(x)
+    c = x.shape[-1]
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+    if c % group_size:
+        raise ValueError(f"channels {c} are not divisible by group_size {group_size}")
+    groups = x.reshape(x.shape[:-1] + (c // group_size, group_size))
+    if p == "max":
+        return groups.max(axis=-1)
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0 or math.isinf(p):
+        raise ValueError(f'p must be a finite number > 0 or "max", got {p!r}')
+    total = _abs_pow(groups.astype(reduction_dtype(x.dtype)), p).sum(axis=-1)
+    return _safe_root(total, p).astype(x.dtype)
+
+
+def adaptive_avg_pool(x, output_size):
+    """Adaptive average pooling to a fixed `(out_h, out_w)` (PyTorch's bins).
+
+    Bin i covers rows `floor(i*H/out_h)` to `ceil((i+1)*H/out_h)` (exclusive), as in
+    `torch.nn.AdaptiveAvgPool2d`; torchvision's AlexNet uses it to reach 6x6.
+
+    Args:
+      x: `(*batch, height, width, channels)`.
+      output_size: int or `(out_h, out_w)`.
+
+    Returns:
+      `(*batch, out_h, out_w, channels)`.
+    """
+    check_image(x)
+    oh, ow = to_pair(output_size, "output_size")
+    h, w = x.shape[-3:-1]
+    if (h, w) == (oh, ow):
+        return x
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool(x, (h // oh, w // ow))
+    rd = reduction_dtype(x.dtype)
+
+    def bins(n, out):
+        return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+    rows = []
+    for r0, r1 in bins(h, oh):
+        band = x[..., r0:r1, :, :].astype(rd)
+        rows.append(jnp.stack([band[..., c0:c1, :].mean(axis=(-3, -2)) for c0, c1 in bins(w, ow)],
+                              axis=-2))
+    return jnp.stack(rows, axis=-3).astype(x.dtype)
