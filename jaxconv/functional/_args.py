@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
-
 import jax.numpy as jnp
 
 Pair = tuple[int, int]
-Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
+Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
 ExplicitPadding = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -87,7 +85,8 @@ def resolve_padding(
             pads = tuple((int(a), int(b)) for a, b in padding)
         else:
             raise ValueError(
-                f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)), got {padding!r}"
+                "padding must be an int, (ph, pw) or ((top, bottom), (left, right)), "
+                f"got {padding!r}"
             )
     else:
         raise ValueError(
@@ -123,7 +122,9 @@ def output_size(in_hw: Pair, pads: ExplicitPadding, window: Pair, stride: Pair,
 def check_image(x, name: str = "x") -> None:
     """Checks `x` is a floating NHWC array of rank ≥ 3 with non-empty spatial/channel dims."""
     if not hasattr(x, "ndim"):
-        raise ValueError(f"{name} must be an array (*batch, height, width, channels), got {type(x)}")
+        raise ValueError(
+            f"{name} must be an array (*batch, height, width, channels), got {type(x)}"
+        )
     if x.ndim < 3:
         raise ValueError(
             f"{name} must have rank >= 3 (*batch, height, width, channels), got shape {x.shape}"
