@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
 import jax.numpy as jnp
 
 Pair = tuple[int, int]
