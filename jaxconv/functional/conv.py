@@ -64,9 +64,10 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     window = kernel.shape[:2]
     s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
     pads = resolve_padding(padding, x.shape[-3:-1], window, s, d)
-    xf, batch = flatten_batch(x)
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)  # lax.conv wants one dtype for both
+    xf, batch = flatten_batch(x.astype(dtype))
     y = lax.conv_general_dilated(
-        xf, kernel, window_strides=s, padding=pads, rhs_dilation=d,
+        xf, kernel.astype(dtype), window_strides=s, padding=pads, rhs_dilation=d,
         dimension_numbers=_NHWC, feature_group_count=groups,
     )
     if bias is not None:

@@ -32,6 +32,9 @@ def _setup(x, window, stride, padding):
 
 
 def _window_reduce(xf, init, op, window, stride, pads):
+    # `init` must be concrete (NumPy, not jnp): under jit a jnp scalar is a tracer, and
+    # reduce_window then falls back to its generic reducer, which has no autodiff rule.
+    init = np.array(init, xf.dtype)
     return lax.reduce_window(
         xf, init, op, (1,) + window + (1,), (1,) + stride + (1,), ((0, 0),) + pads + ((0, 0),)
     )
@@ -69,7 +72,7 @@ def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     if tiles is not None:
         y = tiles.max(axis=(2, 4))
     else:
-        y = _window_reduce(xf, jnp.array(-jnp.inf, x.dtype), lax.max, w, s, pads)
+        y = _window_reduce(xf, -np.inf, lax.max, w, s, pads)
     return unflatten_batch(y, batch)
 
 
@@ -77,7 +80,7 @@ def _sum_pool(xf, window, stride, pads):
     tiles = _tiled(xf, window, pads) if stride == window else None
     if tiles is not None:
         return tiles.sum(axis=(2, 4))
-    return _window_reduce(xf, jnp.array(0, xf.dtype), lax.add, window, stride, pads)
+    return _window_reduce(xf, 0, lax.add, window, stride, pads)
 
 
 def avg_pool(x, window, stride=None, padding: Padding = "VALID", count_include_pad=True):

@@ -1,0 +1,259 @@
+"""Supported datasets (`DATASETS`), their `DatasetInfo`, and opening them as TFDS data sources.
+
+Every dataset is read through ``tfds`` random-access data sources over ``array_record`` files
+(no TensorFlow at training time). ``"digits"`` is our own builder (`jaxconv.data.digits`) and
+is prepared into ``data_dir`` on first use; ``"mnist"``, ``"cifar10"`` and ``"imagenet2012"``
+are TFDS built-ins that must be prepared once, with TensorFlow, by::
+
+    pip install 'jaxconv[prepare]' && python -m jaxconv.data.prepare --dataset mnist --data_dir DIR
+
+``data_dir`` may be a local folder or a ``gs://`` bucket (TPU VMs read it directly).
+
+Under ``tfds.testing.mock_data`` every dataset opens without preparation and yields random
+examples of the right shapes, through the same code path as real data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+from jaxconv.data.digits import Digits
+
+PathLike = str | os.PathLike
+
+PREPARE_COMMAND = (
+    "pip install 'jaxconv[prepare]' && "
+    "python -m jaxconv.data.prepare --dataset {name} --data_dir {data_dir}"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the trainer needs to know about a dataset.
+
+    Attributes:
+      name: key in `DATASETS`.
+      num_classes: number of labels; labels are ints in ``[0, num_classes)``.
+      image_shape: ``(height, width, channels)`` of the uint8 images the pipeline yields.
+      num_train: examples in ``train_split``.
+      num_test: examples in ``test_split``.
+      class_names: ``num_classes`` human-readable names.
+      train_split: TFDS split used for training.
+      test_split: TFDS split used for evaluation (``"validation"`` for imagenet2012).
+      mean: per-channel mean of images scaled to [0, 1] (for `normalize`), length channels.
+      std: per-channel standard deviation, same scale and length.
+    """
+
+    name: str
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    num_train: int
+    num_test: int
+    class_names: tuple[str, ...]
+    train_split: str
+    test_split: str
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """How to read one supported dataset.
+
+    Attributes:
+      tfds_name: TFDS dataset name.
+      train_split: split to train on.
+      test_split: split to evaluate on.
+      mean: per-channel mean on the [0, 1] scale.
+      std: per-channel standard deviation on the [0, 1] scale.
+      default_image_size: for variable-size images (imagenet2012), the square side the host
+        pipeline decodes, resizes and crops to; None for fixed-size datasets.
+      builder_cls: our own TFDS builder class, prepared on first use; None for TFDS built-ins,
+        which must be prepared with `jaxconv.data.prepare`.
+    """
+
+    tfds_name: str
+    train_split: str
+    test_split: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_image_size: int | None = None
+    builder_cls: type[tfds.core.GeneratorBasedBuilder] | None = None
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    # Mean/std of the 1500 training images (computed once; tests check them).
+    "digits": DatasetSpec("digits", "train", "test", (0.3058,), (0.3761,), builder_cls=Digits),
+    # The usual constants of the training sets.
+    "mnist": DatasetSpec("mnist", "train", "test", (0.1307,), (0.3081,)),
+    "cifar10": DatasetSpec(
+        "cifar10", "train", "test", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    ),
+    "imagenet2012": DatasetSpec(
+        "imagenet2012",
+        "train",
+        "validation",
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        default_image_size=224,
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The `DATASETS` entry for `name`.
+
+    Raises:
+      ValueError: if `name` is not a supported dataset; the message lists the valid names.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; valid names: {sorted(DATASETS)}.")
+    return DATASETS[name]
+
+
+def _make_builder(spec: DatasetSpec, data_dir: PathLike | None) -> tfds.core.DatasetBuilder:
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    if spec.builder_cls is not None:
+        return spec.builder_cls(data_dir=data_dir)
+    return tfds.builder(spec.tfds_name, data_dir=data_dir, file_format="array_record")
+
+
+def _not_prepared_error(
+    name: str, data_dir: PathLike | None, builder: tfds.core.DatasetBuilder
+) -> Exception:
+    shown_dir = "DIR" if data_dir is None else os.fspath(data_dir)
+    command = PREPARE_COMMAND.format(name=name, data_dir=shown_dir)
+    where = f"data_dir={shown_dir!r}" if data_dir is not None else "the default TFDS data_dir"
+    if builder.is_prepared():
+        return RuntimeError(
+            f"Dataset {name!r} in {where} (at {builder.data_dir}) is prepared as "
+            f"{builder.info.file_format.value}, but jaxconv reads array_record files through "
+            f"tfds.data_source. Prepare it again into another data_dir with:\n  {command}"
+        )
+    extra = ""
+    if name == "imagenet2012":
+        extra = (
+            "\nimagenet2012 cannot be downloaded automatically: put ILSVRC2012_img_train.tar "
+            "and ILSVRC2012_img_val.tar in a folder and add --manual_dir FOLDER."
+        )
+    return FileNotFoundError(
+        f"Dataset {name!r} is not prepared in {where} (expected {builder.data_dir}). "
+        f"Prepare it once (needs TensorFlow) with:\n  {command}{extra}"
+    )
+
+
+def open_sources(
+    name: str, data_dir: PathLike | None, splits: Sequence[str]
+) -> tuple[tfds.core.DatasetBuilder, list[Any]]:
+    """Opens `splits` of dataset `name` as random-access TFDS data sources.
+
+    "digits" is prepared into `data_dir` first if needed (idempotent; about a second).
+
+    Args:
+      name: key in `DATASETS`.
+      data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
+      splits: TFDS split names, e.g. ``["train", "test"]``.
+
+    Returns:
+      ``(builder, sources)``, one data source per split; ``source[i]`` is a dict of numpy
+      features (``"image"``: uint8 ``(H, W, C)``, ``"label"``: int).
+
+    Raises:
+      ValueError: unknown dataset or split.
+      FileNotFoundError: a built-in dataset is not prepared in `data_dir` (the message gives
+        the command that prepares it).
+      RuntimeError: it is prepared, but not as array_record.
+    """
+    spec = get_spec(name)
+    builder = _make_builder(spec, data_dir)
+    if spec.builder_cls is not None:
+        builder.download_and_prepare()  # No-op when prepared (and under tfds mock_data).
+    try:
+        sources = builder.as_data_source(split=list(splits))
+    except (KeyError, NotImplementedError, FileNotFoundError) as err:
+        if builder.is_prepared() and builder.info.splits and isinstance(err, KeyError):
+            valid = sorted(builder.info.splits)
+            raise ValueError(f"Unknown split in {list(splits)} for {name!r}; valid: {valid}.")
+        raise _not_prepared_error(name, data_dir, builder) from err
+    return builder, sources
+
+
+def make_info(
+    name: str,
+    builder: tfds.core.DatasetBuilder,
+    num_train: int,
+    num_test: int,
+    image_size: int | None = None,
+) -> DatasetInfo:
+    """Builds the `DatasetInfo` of `name` from its builder and split sizes.
+
+    Args:
+      name: key in `DATASETS`.
+      builder: its TFDS builder (features give labels and image shape).
+      num_train: examples in the train split.
+      num_test: examples in the test split.
+      image_size: output side for variable-size datasets; None for the default. Fixed-size
+        datasets accept only None.
+
+    Raises:
+      ValueError: `image_size` given for a fixed-size dataset, or not positive.
+    """
+    spec = get_spec(name)
+    features = builder.info.features
+    shape = tuple(features["image"].shape)
+    if spec.default_image_size is None:
+        if image_size is not None:
+            raise ValueError(
+                f"image_size={image_size} is only for variable-size datasets; {name!r} images "
+                f"are {shape} (resize or pad on device instead)."
+            )
+        image_shape = shape
+    else:
+        size = spec.default_image_size if image_size is None else image_size
+        if size <= 0:
+            raise ValueError(f"image_size must be positive, got {size}.")
+        image_shape = (size, size, shape[-1])
+    label = features["label"]
+    return DatasetInfo(
+        name=name,
+        num_classes=label.num_classes,
+        image_shape=image_shape,
+        num_train=num_train,
+        num_test=num_test,
+        class_names=tuple(label.names),
+        train_split=spec.train_split,
+        test_split=spec.test_split,
+        mean=spec.mean,
+        std=spec.std,
+    )
+
+
+def ensure_prepared(
+    name: str, data_dir: PathLike | None, *, image_size: int | None = None
+) -> DatasetInfo:
+    """Makes sure dataset `name` can be read from `data_dir` and describes it.
+
+    "digits" is generated into `data_dir` on first use (idempotent). The TFDS built-ins must
+    have been prepared as array_record with `jaxconv.data.prepare`.
+
+    Args:
+      name: key in `DATASETS`.
+      data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
+      image_size: output side for variable-size datasets (imagenet2012, default 224).
+
+    Returns:
+      The dataset's `DatasetInfo` (split sizes counted from the data sources).
+
+    Raises:
+      ValueError: unknown dataset, or `image_size` for a fixed-size dataset.
+      FileNotFoundError: a built-in dataset is not prepared; the message gives the command.
+      RuntimeError: it is prepared, but not as array_record.
+    """
+    spec = get_spec(name)
+    builder, (train, test) = open_sources(name, data_dir, [spec.train_split, spec.test_split])
+    return make_info(name, builder, len(train), len(test), image_size)
