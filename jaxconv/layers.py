@@ -254,6 +254,19 @@ class Sequential(nnx.Module):
             x = getattr(self, name)(x)
         return x
 
+    def intermediates(self, x, prefix: str = "") -> dict:
+        """Output of every leaf layer, keyed by dotted name (`stage1.lcn`), in call order."""
+        outputs = {}
+        for name in self.layer_names:
+            layer = getattr(self, name)
+            if isinstance(layer, Sequential):
+                inner = layer.intermediates(x, f"{prefix}{name}.")
+                outputs.update(inner)
+                x = inner[next(reversed(inner))]
+            else:
+                x = outputs[f"{prefix}{name}"] = layer(x)
+        return outputs
+
 
 POOLS = ("max", "avg", "l2", "none")
 
