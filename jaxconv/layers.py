@@ -254,6 +254,14 @@ class Sequential(nnx.Module):
             x = getattr(self, name)(x)
         return x
 
+    def named_leaves(self, prefix: str = ""):
+        """`(dotted_name, layer)` for every leaf layer of nested `Sequential`s, in call order."""
+        for name, layer in self.named_layers():
+            if isinstance(layer, Sequential):
+                yield from layer.named_leaves(f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", layer
+
     def intermediates(self, x, prefix: str = "") -> dict:
         """Output of every leaf layer, keyed by dotted name (`stage1.lcn`), in call order."""
         outputs = {}

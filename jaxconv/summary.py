@@ -80,16 +80,6 @@ def _flops(layer, in_shape, out_shape) -> int:
     return 0
 
 
-def _leaves(module, prefix=""):
-    """`(dotted_name, layer)` for every leaf layer of nested `Sequential`s, in call order."""
-    for name, layer in module.named_layers():
-        full = f"{prefix}{name}"
-        if isinstance(layer, L.Sequential):
-            yield from _leaves(layer, full + ".")
-        else:
-            yield full, layer
-
-
 def summarize(model: L.Sequential, input_shape) -> list[LayerRow]:
     """Rows for every leaf layer of `model` on one `(H, W, C)` image.
 
@@ -103,7 +93,7 @@ def summarize(model: L.Sequential, input_shape) -> list[LayerRow]:
         raise ValueError(f"input_shape must be (H, W, C), got {input_shape}")
     shape = jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32)
     rf, jump, rows = (1, 1), (1, 1), []
-    for name, layer in _leaves(model):
+    for name, layer in model.named_leaves():
         out = nnx.eval_shape(lambda m, x: m(x), layer, shape)
         in_shape, out_shape = shape.shape[1:], out.shape[1:]
         if rf is not None:
