@@ -1,0 +1,106 @@
+"""`Predictor`: a model plus its eval preprocessing, jitted and batched, returning top-k labels."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxconv.data.distortions import normalize
+from jaxconv.predict.images import ImageError, check_size, read_image
+
+
+@dataclasses.dataclass(frozen=True)
+class FilePrediction:
+    """Top-k `(label, probability)` for one file, or the error that kept it from a prediction."""
+
+    file: str
+    top_k: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        record = {"file": self.file,
+                  "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}
+        if self.error is not None:
+            record["error"] = self.error
+        return record
+
+
+class Predictor:
+    """Predicts class probabilities with exactly the preprocessing used at evaluation.
+
+    Args:
+      model: an nnx classifier; it is put in eval mode (dropout off).
+      class_names: one name per logit.
+      image_shape: `(H, W, C)` the model takes (the dataset's image shape).
+      mean, std: the dataset's normalisation (`DatasetInfo.mean` / `.std`, [0, 1] scale).
+      batch_size: images per jitted call; inputs are padded to it (one compilation).
+      resize: optional `uint8 (h, w, c) -> uint8 image_shape` for variable-size inputs
+        (ImageNet: resize 256 + centre crop 224); None requires files of `image_shape`.
+    """
+
+    def __init__(self, model: nnx.Module, *, class_names: Sequence[str],
+                 image_shape: Sequence[int], mean, std, batch_size: int = 64,
+                 resize: Callable[[np.ndarray], np.ndarray] | None = None):
+        model.eval()
+        self.graphdef, self.state = nnx.split(model)
+        self.class_names = tuple(class_names)
+        self.image_shape = tuple(image_shape)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_size, self.resize = batch_size, resize
+        self._probs = jax.jit(self._probabilities)
+
+    def _probabilities(self, state, images):
+        model = nnx.merge(self.graphdef, state)
+        return jax.nn.softmax(model(normalize(images, self.mean, self.std)).astype(jnp.float32))
+
+    def probabilities(self, images) -> np.ndarray:
+        """`(N, H, W, C)` uint8 images (0-255, as the dataset stores them) -> `(N, classes)`."""
+        images = np.asarray(images)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"images must be (N, {', '.join(map(str, self.image_shape))}), "
+                             f"got shape {images.shape}")
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 0-255 like the dataset, got {images.dtype}")
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            padded = np.zeros((self.batch_size,) + self.image_shape, np.uint8)
+            padded[:len(chunk)] = chunk
+            out.append(np.asarray(self._probs(self.state, padded))[:len(chunk)])
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def predict(self, images, top_k: int = 5) -> list[tuple[tuple[str, float], ...]]:
+        """Top-k `(label, probability)` per image, most probable first."""
+        if not 1 <= top_k <= len(self.class_names):
+            raise ValueError(f"top_k must be in [1, {len(self.class_names)}], got {top_k}")
+        probs = self.probabilities(images)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        return [tuple((self.class_names[j], float(p[j])) for j in row)
+                for p, row in zip(probs, order)]
+
+    def load(self, path: str | os.PathLike) -> np.ndarray:
+        """Reads one file as the uint8 image the model takes (raises `ImageError`)."""
+        image = read_image(path, self.image_shape[-1])
+        if self.resize is not None:
+            image = self.resize(image)
+        return check_size(image, path, self.image_shape[:2])
+
+    def predict_files(self, paths: Sequence[str], top_k: int = 5) -> list[FilePrediction]:
+        """Predicts every readable file; a bad file gets its error, the others still run."""
+        images, good, results = [], [], {}
+        for path in paths:
+            try:
+                images.append(self.load(path))
+                good.append(str(path))
+            except ImageError as e:
+                results[str(path)] = FilePrediction(str(path), error=str(e))
+        if images:
+            for path, top in zip(good, self.predict(np.stack(images), top_k)):
+                results[path] = FilePrediction(path, top)
+        return [results[str(p)] for p in paths]
