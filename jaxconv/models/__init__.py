@@ -11,11 +11,13 @@ from jaxconv.models.alexnet import AlexNet
 from jaxconv.models.base import Classifier
 from jaxconv.models.lenet import LeNet5
 from jaxconv.models.stage_net import StageNet
+from jaxconv.models.vgg import VGG
 
 MODELS: dict[str, Callable[..., Classifier]] = {
     "lenet5": LeNet5,
     "stagenet": StageNet,
     "alexnet": AlexNet,
+    "vgg": VGG,
 }
 
 
@@ -40,5 +42,5 @@ def count_params(model: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(state))
 
 
-__all__ = ["MODELS", "AlexNet", "Classifier", "LeNet5", "StageNet", "count_params",
+__all__ = ["MODELS", "AlexNet", "Classifier", "LeNet5", "StageNet", "VGG", "count_params",
            "create_model"]
