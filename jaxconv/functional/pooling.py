@@ -114,7 +114,13 @@ def _safe_root(total, p):
 
 
 def _abs_pow(x, p):
-    return jnp.abs(x) ** p if p != 2 else jnp.square(x)
+    """`|x|^p`; for p < 1 its (infinite) derivative at x = 0 is taken as 0."""
+    if p == 2:
+        return jnp.square(x)
+    if p >= 1:
+        return jnp.abs(x) ** p
+    nonzero = x != 0
+    return jnp.where(nonzero, jnp.abs(jnp.where(nonzero, x, 1)) ** p, 0)
 
 
 def gaussian_window(window, sigma=None):
@@ -147,7 +153,8 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
 
     With `weights=None` (w = 1), VALID padding and x >= 0 or even p, this equals PyTorch's
     `lp_pool2d`. `p=2` with `weights=gaussian_window(...)` is Sermanet et al. 2012's L2
-    pooling. The gradient is finite (zero) where a window is all zeros.
+    pooling. The gradient is finite (zero) where a window is all zeros; for p < 1 the
+    (infinite) derivative of |x|^p at x = 0 is taken as 0.
 
     Args:
       x: `(*batch, height, width, channels)`.
@@ -187,7 +194,8 @@ def feature_pool(x, group_size, *, p=2.0):
     """Pooling over groups of `group_size` consecutive channels ("L2 pooling over features").
 
     `y[..., g] = (sum_{c in group g} |x[..., c]|^p)^(1/p)`; `p="max"` gives maxout
-    (Goodfellow et al. 2013). Gradient finite where a group is all zeros.
+    (Goodfellow et al. 2013). Gradient finite (zero) where a group is all zeros; for p < 1 the
+    (infinite) derivative of |x|^p at x = 0 is taken as 0.
 
     Args:
       x: `(*batch, height, width, channels)`, channels divisible by `group_size`.
