@@ -1,0 +1,46 @@
+"""Datasets, host input pipeline and on-device distortions (never imported by models).
+
+- `jaxconv.data.digits`: `Digits`, a TFDS builder over scikit-learn's 8x8 digits.
+- `jaxconv.data.sources`: `DATASETS`, `DatasetInfo`, `ensure_prepared`.
+- `jaxconv.data.pipeline`: `train_iterator`, `eval_batches`, Orbax checkpoint args.
+- `jaxconv.data.distortions`: `Distortion`, `distort`, `normalize` (pure JAX, on device).
+- `jaxconv.data.prepare`: CLI that prepares the TFDS built-ins (needs TensorFlow).
+"""
+
+from jaxconv.data.digits import Digits
+from jaxconv.data.distortions import (
+    Distortion,
+    affine_warp,
+    distort,
+    distort_and_normalize,
+    normalize,
+)
+from jaxconv.data.pipeline import (
+    DATASETS,
+    DatasetInfo,
+    EvalBatches,
+    ResizeCrop,
+    ensure_prepared,
+    eval_batches,
+    iterator_restore_args,
+    iterator_save_args,
+    train_iterator,
+)
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "Digits",
+    "Distortion",
+    "EvalBatches",
+    "ResizeCrop",
+    "affine_warp",
+    "distort",
+    "distort_and_normalize",
+    "ensure_prepared",
+    "eval_batches",
+    "iterator_restore_args",
+    "iterator_save_args",
+    "normalize",
+    "train_iterator",
+]

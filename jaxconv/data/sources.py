@@ -164,39 +164,37 @@ def open_sources(
       features (``"image"``: uint8 ``(H, W, C)``, ``"label"``: int).
 
     Raises:
-      ValueError: unknown dataset or split.
+      ValueError: unknown dataset or split (TFDS lists the valid splits).
       FileNotFoundError: a built-in dataset is not prepared in `data_dir` (the message gives
         the command that prepares it).
       RuntimeError: it is prepared, but not as array_record.
     """
     spec = get_spec(name)
     builder = _make_builder(spec, data_dir)
-    if spec.builder_cls is not None:
-        builder.download_and_prepare()  # No-op when prepared (and under tfds mock_data).
+    if spec.builder_cls is not None and not builder.is_prepared():
+        try:
+            builder.download_and_prepare()  # A no-op under tfds.testing.mock_data.
+        except FileExistsError:
+            # Another process (multi-host, shared data_dir) finished first: use its copy.
+            builder = _make_builder(spec, data_dir)
+            if not builder.is_prepared():
+                raise
     try:
         sources = builder.as_data_source(split=list(splits))
     except (KeyError, NotImplementedError, FileNotFoundError) as err:
-        if builder.is_prepared() and builder.info.splits and isinstance(err, KeyError):
-            valid = sorted(builder.info.splits)
-            raise ValueError(f"Unknown split in {list(splits)} for {name!r}; valid: {valid}.")
+        # Unprepared: KeyError (no splits); prepared as TFRecord: NotImplementedError.
         raise _not_prepared_error(name, data_dir, builder) from err
     return builder, sources
 
 
-def make_info(
-    name: str,
-    builder: tfds.core.DatasetBuilder,
-    num_train: int,
-    num_test: int,
-    image_size: int | None = None,
-) -> DatasetInfo:
-    """Builds the `DatasetInfo` of `name` from its builder and split sizes.
+def image_shape(
+    name: str, builder: tfds.core.DatasetBuilder, image_size: int | None = None
+) -> tuple[int, int, int]:
+    """``(H, W, C)`` of the images the pipeline yields for dataset `name`.
 
     Args:
       name: key in `DATASETS`.
-      builder: its TFDS builder (features give labels and image shape).
-      num_train: examples in the train split.
-      num_test: examples in the test split.
+      builder: its TFDS builder (its image feature gives the stored shape).
       image_size: output side for variable-size datasets; None for the default. Fixed-size
         datasets accept only None.
 
@@ -204,33 +202,18 @@ def make_info(
       ValueError: `image_size` given for a fixed-size dataset, or not positive.
     """
     spec = get_spec(name)
-    features = builder.info.features
-    shape = tuple(features["image"].shape)
+    shape = tuple(builder.info.features["image"].shape)
     if spec.default_image_size is None:
         if image_size is not None:
             raise ValueError(
                 f"image_size={image_size} is only for variable-size datasets; {name!r} images "
                 f"are {shape} (resize or pad on device instead)."
             )
-        image_shape = shape
-    else:
-        size = spec.default_image_size if image_size is None else image_size
-        if size <= 0:
-            raise ValueError(f"image_size must be positive, got {size}.")
-        image_shape = (size, size, shape[-1])
-    label = features["label"]
-    return DatasetInfo(
-        name=name,
-        num_classes=label.num_classes,
-        image_shape=image_shape,
-        num_train=num_train,
-        num_test=num_test,
-        class_names=tuple(label.names),
-        train_split=spec.train_split,
-        test_split=spec.test_split,
-        mean=spec.mean,
-        std=spec.std,
-    )
+        return shape
+    size = spec.default_image_size if image_size is None else image_size
+    if size <= 0:
+        raise ValueError(f"image_size must be positive, got {size}.")
+    return (size, size, shape[-1])
 
 
 def ensure_prepared(
@@ -256,4 +239,16 @@ def ensure_prepared(
     """
     spec = get_spec(name)
     builder, (train, test) = open_sources(name, data_dir, [spec.train_split, spec.test_split])
-    return make_info(name, builder, len(train), len(test), image_size)
+    label = builder.info.features["label"]
+    return DatasetInfo(
+        name=name,
+        num_classes=label.num_classes,
+        image_shape=image_shape(name, builder, image_size),
+        num_train=len(train),
+        num_test=len(test),
+        class_names=tuple(label.names),
+        train_split=spec.train_split,
+        test_split=spec.test_split,
+        mean=spec.mean,
+        std=spec.std,
+    )

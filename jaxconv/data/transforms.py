@@ -1,4 +1,4 @@
-"""Host-side per-example transforms: label casting, and resize/crop of variable-size images.
+"""Host-side resize/crop of variable-size images (imagenet2012) to one fixed shape.
 
 Fixed-size datasets (digits, mnist, cifar10) pass their uint8 images through unchanged; all
 random distortions of those happen on device (`jaxconv.data.distortions`). Variable-size
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -128,9 +127,3 @@ def random_crop(image: np.ndarray, crop: ResizeCrop, rng: np.random.Generator) -
     cw, ch = min(cw, w), min(ch, h)
     top, left = (h - ch) / 2, (w - cw) / 2
     return _resize_box(image, (left, top, left + cw, top + ch), crop.image_size)
-
-
-def to_example(features: dict[str, Any], image: np.ndarray | None = None) -> dict[str, Any]:
-    """Keeps ``image`` (uint8) and ``label`` (int32) of a TFDS example, dropping other keys."""
-    image = features["image"] if image is None else image
-    return {"image": np.asarray(image, np.uint8), "label": np.int32(features["label"])}

@@ -1,0 +1,92 @@
+"""Prepare a dataset once as ``array_record`` files that jaxconv reads without TensorFlow.
+
+Usage::
+
+    pip install 'jaxconv[prepare]'   # TensorFlow (CPU) + Pillow: the TFDS builders need them
+    python -m jaxconv.data.prepare --dataset mnist --data_dir ~/tensorflow_datasets
+    python -m jaxconv.data.prepare --dataset cifar10 --data_dir ~/tensorflow_datasets
+    python -m jaxconv.data.prepare --dataset imagenet2012 --data_dir /data/tfds \\
+        --manual_dir /data/imagenet_tars
+
+This runs the TFDS builder's ``download_and_prepare`` with ``file_format="array_record"``
+(TFDS writes TFRecord by default, which ``tfds.data_source`` cannot read). It needs
+TensorFlow only here: training reads the prepared files with ``tfds.data_source`` + grain.
+``--dataset digits`` needs no TensorFlow (and training prepares it on first use anyway).
+
+imagenet2012 cannot be downloaded by TFDS: download ``ILSVRC2012_img_train.tar`` and
+``ILSVRC2012_img_val.tar`` from https://image-net.org (after accepting its terms), put them in
+one folder and pass it as ``--manual_dir``. Preparation takes hours and ~150 GB in data_dir.
+
+``--data_dir`` may be a ``gs://`` bucket, so that TPU VMs share one prepared copy. TFDS
+writes there through TensorFlow's file system. Random-access reading of ``gs://`` array_record
+files depends on the installed array_record's GCS support (long missing from the open-source
+build, see google/array_record#120); where it is missing, mount the bucket with gcsfuse and
+give the mount point as ``data_dir`` at training time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from jaxconv.data.sources import DATASETS, DatasetInfo, PathLike, ensure_prepared, get_spec
+
+
+def prepare(
+    name: str, data_dir: PathLike | None, manual_dir: PathLike | None = None
+) -> DatasetInfo:
+    """Prepares dataset `name` in `data_dir` as array_record (idempotent).
+
+    Args:
+      name: key in `jaxconv.data.DATASETS`.
+      data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
+      manual_dir: folder with manually downloaded archives (imagenet2012).
+
+    Returns:
+      The prepared dataset's `DatasetInfo`.
+
+    Raises:
+      ValueError: unknown dataset.
+      ImportError: TensorFlow is not installed (needed by the TFDS built-in builders).
+    """
+    spec = get_spec(name)
+    if spec.builder_cls is None:
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ImportError(
+                f"Preparing {name!r} runs the TFDS builder, which needs TensorFlow. Install it "
+                "with: pip install 'jaxconv[prepare]'"
+            )
+        builder = tfds.builder(spec.tfds_name, data_dir=data_dir, file_format="array_record")
+        config = tfds.download.DownloadConfig(
+            manual_dir=None if manual_dir is None else str(manual_dir)
+        )
+        builder.download_and_prepare(download_config=config)
+    return ensure_prepared(name, data_dir)
+
+
+def _define_flags() -> None:
+    """Defines the CLI flags (only when run as a program: importing defines no flags)."""
+    flags.DEFINE_enum("dataset", None, sorted(DATASETS), "Dataset to prepare.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (local or gs://).")
+    flags.DEFINE_string(
+        "manual_dir", None, "Folder with manually downloaded archives (imagenet2012's tars)."
+    )
+    flags.mark_flag_as_required("dataset")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    try:
+        info = prepare(f.dataset, f.data_dir, f.manual_dir)
+    except ImportError as err:
+        raise SystemExit(f"error: {err}") from err
+    print(f"Prepared {info.name}: {info.num_train} train / {info.num_test} test.")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
