@@ -14,7 +14,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import functional as F
-from jaxconv.functional._args import Padding, output_size, resolve_padding, to_pair
+from jaxconv.functional._args import (
+    Padding,
+    check_image,
+    check_positive_int,
+    output_size,
+    resolve_padding,
+    to_pair,
+)
 
 Initializer = Callable[..., jax.Array]
 default_kernel_init = nnx.initializers.lecun_normal()
@@ -49,6 +56,9 @@ class Conv(nnx.Module):
                  dtype=None, param_dtype=jnp.float32,
                  kernel_init: Initializer = default_kernel_init,
                  bias_init: Initializer = default_bias_init, rngs: nnx.Rngs):
+        in_features = check_positive_int(in_features, "in_features")
+        out_features = check_positive_int(out_features, "out_features")
+        groups = check_positive_int(groups, "groups")
         if in_features % groups or out_features % groups:
             raise ValueError(f"in_features {in_features} and out_features {out_features} must "
                              f"be divisible by groups={groups}")
@@ -63,6 +73,10 @@ class Conv(nnx.Module):
             else None
 
     def __call__(self, x):
+        check_image(x)  # before the cast, which would turn int images into floats
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Conv was built for {self.in_features} input channels, got x of "
+                             f"shape {x.shape}")
         dtype = _compute_dtype(self.dtype, x, self.kernel[...])
         bias = None if self.bias is None else self.bias[...].astype(dtype)
         return F.conv2d(x.astype(dtype), self.kernel[...].astype(dtype), bias,
@@ -90,6 +104,8 @@ class LocallyConnected(nnx.Module):
                  dtype=None, param_dtype=jnp.float32,
                  kernel_init: Initializer = default_kernel_init,
                  bias_init: Initializer = default_bias_init, rngs: nnx.Rngs):
+        in_features = check_positive_int(in_features, "in_features")
+        out_features = check_positive_int(out_features, "out_features")
         self.kernel_size = to_pair(kernel_size, "kernel_size")
         self.stride, self.dilation = to_pair(stride, "stride"), to_pair(dilation, "dilation")
         in_hw = to_pair(input_size, "input_size")
@@ -105,9 +121,10 @@ class LocallyConnected(nnx.Module):
                                         param_dtype)) if use_bias else None
 
     def __call__(self, x):
-        if tuple(x.shape[-3:-1]) != self.input_size:
-            raise ValueError(f"LocallyConnected was built for inputs of size {self.input_size}, "
-                             f"got x of shape {x.shape}")
+        check_image(x)
+        if tuple(x.shape[-3:-1]) != self.input_size or x.shape[-1] != self.in_features:
+            raise ValueError(f"LocallyConnected was built for inputs of size {self.input_size} "
+                             f"with {self.in_features} channels, got x of shape {x.shape}")
         dtype = _compute_dtype(self.dtype, x, self.kernel[...])
         bias = None if self.bias is None else self.bias[...].astype(dtype)
         return F.locally_connected2d(x.astype(dtype), self.kernel[...].astype(dtype), bias,
@@ -225,9 +242,11 @@ class Flatten(nnx.Module):
     """`(*batch, H, W, C)` -> `(*batch, H*W*C)` (NHWC order)."""
 
     def __call__(self, x):
-        if x.ndim < 3:
-            raise ValueError(f"Flatten expects (*batch, H, W, C), got shape {x.shape}")
-        return x.reshape(x.shape[:-3] + (-1,))
+        if getattr(x, "ndim", 0) < 3:
+            raise ValueError(f"Flatten expects (*batch, H, W, C), got shape "
+                             f"{getattr(x, 'shape', type(x))}")
+        h, w, c = x.shape[-3:]
+        return x.reshape(x.shape[:-3] + (h * w * c,))  # not -1: an empty batch has no size
 
 
 class Sequential(nnx.Module):

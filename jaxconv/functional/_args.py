@@ -17,6 +17,11 @@ Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
 ExplicitPadding = tuple[tuple[int, int], tuple[int, int]]
 
 
+def _is_int(v) -> bool:
+    """An int or an integer-like scalar (NumPy ints), never a bool or a float."""
+    return not isinstance(v, bool) and (isinstance(v, int) or hasattr(v, "__index__"))
+
+
 def to_pair(value: int | Sequence[int], name: str, *, minimum: int = 1) -> Pair:
     """Returns `(h, w)` from an int or a pair, each checked to be an int ≥ `minimum`."""
     if isinstance(value, (int,)) and not isinstance(value, bool):
@@ -26,11 +31,18 @@ def to_pair(value: int | Sequence[int], name: str, *, minimum: int = 1) -> Pair:
     else:
         raise ValueError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
     for v in pair:
-        if isinstance(v, bool) or not isinstance(v, (int,)) and not hasattr(v, "__index__"):
+        if not _is_int(v):
             raise ValueError(f"{name} must hold ints, got {value!r}")
         if int(v) < minimum:
             raise ValueError(f"{name} must be >= {minimum} on each axis, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def check_positive_int(value, name: str) -> int:
+    """Returns `value` as an int, checked to be an int (not a bool) >= 1."""
+    if not _is_int(value) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def effective_window(window: Pair, dilation: Pair) -> Pair:
@@ -82,7 +94,8 @@ def resolve_padding(
     elif isinstance(padding, Sequence) and len(padding) == 2:
         if all(isinstance(p, int) and not isinstance(p, bool) for p in padding):
             pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-        elif all(isinstance(p, Sequence) and len(p) == 2 for p in padding):
+        elif all(isinstance(p, Sequence) and len(p) == 2 and all(_is_int(v) for v in p)
+                 for p in padding):
             pads = tuple((int(a), int(b)) for a, b in padding)
         else:
             raise ValueError(

@@ -12,6 +12,7 @@ from jax import lax
 from jaxconv.functional._args import (
     Padding,
     check_image,
+    check_positive_int,
     flatten_batch,
     output_size,
     resolve_padding,
@@ -20,6 +21,23 @@ from jaxconv.functional._args import (
 )
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _check_kernel(kernel, ndim: int, layout: str) -> None:
+    if getattr(kernel, "ndim", None) != ndim:
+        raise ValueError(f"kernel must be {layout}, got shape {getattr(kernel, 'shape', None)}")
+    if 0 in kernel.shape:
+        raise ValueError(f"kernel has an empty dim: shape {kernel.shape}, expected {layout}")
+
+
+def _check_bias(bias, shape):
+    """`bias` as an array of `shape`, or None."""
+    if bias is None:
+        return None
+    bias = jnp.asarray(bias)
+    if bias.shape != shape:
+        raise ValueError(f"bias must have shape {shape}, got {bias.shape}")
+    return bias
 
 
 def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilation=1, groups=1):
@@ -44,13 +62,8 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
       (2, 6, 6, 4)
     """
     check_image(x)
-    if getattr(kernel, "ndim", None) != 4:
-        raise ValueError(
-            f"kernel must be (kh, kw, in_channels // groups, out_channels), got shape "
-            f"{getattr(kernel, 'shape', None)}"
-        )
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    _check_kernel(kernel, 4, "(kh, kw, in_channels // groups, out_channels)")
+    groups = check_positive_int(groups, "groups")
     cin, cout = x.shape[-1], kernel.shape[-1]
     if cin % groups or cout % groups:
         raise ValueError(
@@ -64,6 +77,7 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     window = kernel.shape[:2]
     s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
     pads = resolve_padding(padding, x.shape[-3:-1], window, s, d)
+    bias = _check_bias(bias, (cout,))
     dtype = jnp.promote_types(x.dtype, kernel.dtype)  # lax.conv wants one dtype for both
     xf, batch = flatten_batch(x.astype(dtype))
     y = lax.conv_general_dilated(
@@ -71,25 +85,25 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
         dimension_numbers=_NHWC, feature_group_count=groups,
     )
     if bias is not None:
-        if bias.shape != (cout,):
-            raise ValueError(f"bias must have shape ({cout},), got {bias.shape}")
         y = y + bias
     return unflatten_batch(y, batch)
 
 
 def extract_patches(x, kernel_size, *, stride=1, padding: Padding = "VALID", dilation=1):
-    """Patches of NHWC images by strided slicing: `(N, out_h, out_w, kh, kw, C)`.
+    """Patches of NHWC images by strided slicing: `(*batch, out_h, out_w, kh, kw, C)`.
 
     `patches[n, i, j, a, b, c] = xp[n, i*sh + a*dh, j*sw + b*dw, c]`, xp zero-padded. Costs
     `kh*kw` slices (no identity-kernel convolution).
 
     Args:
-      x: `(N, H, W, C)`.
+      x: `(*batch, H, W, C)` floating.
       kernel_size, stride, padding, dilation: as in `conv2d`.
 
     Returns:
-      `(N, out_h, out_w, kh, kw, C)`.
+      `(*batch, out_h, out_w, kh, kw, C)`.
     """
+    check_image(x)
+    x, batch = flatten_batch(x)
     k, s, d = to_pair(kernel_size, "kernel_size"), to_pair(stride, "stride"), to_pair(dilation,
                                                                                       "dilation")
     pads = resolve_padding(padding, x.shape[1:3], k, s, d)
@@ -108,7 +122,7 @@ def extract_patches(x, kernel_size, *, stride=1, padding: Padding = "VALID", dil
                 )
             )
         rows.append(jnp.stack(cols, axis=3))
-    return jnp.stack(rows, axis=3)
+    return unflatten_batch(jnp.stack(rows, axis=3), batch)
 
 
 def locally_connected2d(x, kernel, bias=None, *, kernel_size, stride=1,
@@ -135,11 +149,7 @@ def locally_connected2d(x, kernel, bias=None, *, kernel_size, stride=1,
     """
     check_image(x)
     k = to_pair(kernel_size, "kernel_size")
-    if getattr(kernel, "ndim", None) != 6:
-        raise ValueError(
-            "kernel must be (out_h, out_w, kh, kw, in_channels, out_channels), got shape "
-            f"{getattr(kernel, 'shape', None)}"
-        )
+    _check_kernel(kernel, 6, "(out_h, out_w, kh, kw, in_channels, out_channels)")
     s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
     pads = resolve_padding(padding, x.shape[-3:-1], k, s, d)
     out_hw = output_size(x.shape[-3:-1], pads, k, s, d)
@@ -149,13 +159,10 @@ def locally_connected2d(x, kernel, bias=None, *, kernel_size, stride=1,
             f"kernel shape {kernel.shape} does not fit this input: expected {expected + ('O',)} "
             f"for x of shape {x.shape}, kernel_size {k}, stride {s}, padding {pads}"
         )
+    bias = _check_bias(bias, out_hw + (kernel.shape[-1],))
     xf, batch = flatten_batch(x)
     patches = extract_patches(xf, k, stride=s, padding=pads, dilation=d)
     y = jnp.einsum("nijabc,ijabco->nijo", patches, kernel)
     if bias is not None:
-        if bias.shape != out_hw + (kernel.shape[-1],):
-            raise ValueError(
-                f"bias must have shape {out_hw + (kernel.shape[-1],)}, got {bias.shape}"
-            )
         y = y + bias
     return unflatten_batch(y, batch)

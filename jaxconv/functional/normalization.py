@@ -6,11 +6,20 @@ all-zero and constant inputs.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv.functional._args import check_image, flatten_batch, reduction_dtype, unflatten_batch
-from jaxconv.functional.pooling import gaussian_window
+from jaxconv.functional._args import (
+    check_image,
+    check_positive_int,
+    flatten_batch,
+    reduction_dtype,
+    unflatten_batch,
+)
+from jaxconv.functional.pooling import gaussian_window, pow2_scale
 
 # Below this weighted variance, sigma is taken as 0 (its sqrt would have an infinite gradient);
 # sigma < 1e-10 is far below any eps used in the max(c, sigma, eps) floor.
@@ -36,7 +45,10 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
       sigma = sqrt((sum_{i,p,q} w * v^2[i, j+p, k+q]) / coef),  c = mean_{j,k} sigma (per image)
       y = v / max(c, sigma, eps)
 
-    So `y(a*x + b) == y(x)` for a > 0 and a constant image maps to ~0.
+    So `y(a*x + b) == y(x)` for a > 0 (while the eps floor is inactive) and a constant image
+    maps to 0. Each centred image is divided by a power of two near its largest |value| (exact
+    in floating point; eps is divided by the same), so squares cannot overflow: any finite
+    float32 input gives a finite output and gradient.
 
     Args:
       x: `(*batch, height, width, channels)` floating.
@@ -54,17 +66,25 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
       threshold.
     """
     check_image(x)
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+    if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1
+            or kernel_size % 2 == 0):
         raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
-    if not eps > 0:
+    if not isinstance(eps, numbers.Real) or not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
     xf, batch = flatten_batch(x)
     rd = reduction_dtype(x.dtype)
     # Centre each image first. y does not change (m shifts with x: coef renormalizes), but an
     # offset no longer rounds into fake contrast in the window sums, which the eps floor would
-    # amplify (a constant 255 image gave |y| ~ 0.8 instead of 0 in float32).
+    # amplify (a constant 255 image gave |y| ~ 0.8 instead of 0 in float32). The centre is the
+    # mid-range max/2 + min/2: exactly the value of a constant image (a mean rounds, and a
+    # constant 1e10 image then gave |y| ~ 1.7), and it cannot overflow. Then divide by a power
+    # of two near the largest |value| (exact), so squares cannot overflow; eps is divided too.
     xf = xf.astype(rd)
-    xf = xf - xf.mean(axis=(1, 2, 3), keepdims=True)
+    axes = (1, 2, 3)
+    centre = xf.max(axis=axes, keepdims=True) / 2 + xf.min(axis=axes, keepdims=True) / 2
+    xf = xf - lax.stop_gradient(centre)  # y does not depend on it: no gradient through it
+    scale = pow2_scale(jnp.abs(xf).max(axis=axes, keepdims=True))
+    xf = xf / scale
     c = xf.shape[-1]
     w = gaussian_window(kernel_size, sigma).astype(rd)
     coef = _spatial_sum(jnp.ones((1,) + xf.shape[1:3] + (1,), rd), w)
@@ -74,7 +94,7 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     positive = var > _TINY_VARIANCE
     std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
     image_mean = std.mean(axis=(1, 2), keepdims=True)
-    y = v / jnp.maximum(jnp.maximum(image_mean, std), eps)
+    y = v / jnp.maximum(jnp.maximum(image_mean, std), eps / scale)
     return unflatten_batch(y.astype(x.dtype), batch)
 
 
@@ -87,7 +107,10 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     Args:
       x: `(*batch, height, width, channels)`.
       size: channels in the window (AlexNet: n = 5).
-      alpha, beta, k: AlexNet's 1e-4, 0.75, 2.
+      alpha, beta, k: AlexNet's 1e-4, 0.75, 2; `alpha >= 0`, `k >= 0`. With `k > 0` the output
+        and gradient are finite for every finite input; where `sum x^2` overflows float32
+        (|x| > ~1e19) the output is 0 instead of its true value (below ~1e-6 with AlexNet's
+        parameters). `k = 0` is undefined (NaN) where a window is all zero.
 
     Returns:
       same shape and dtype as x.
@@ -97,8 +120,12 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
       networks", NeurIPS 2012, §3.3.
     """
     check_image(x)
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = check_positive_int(size, "size")
+    for name, value in (("alpha", alpha), ("k", k)):
+        if not isinstance(value, numbers.Real) or not value >= 0 or math.isinf(value):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not isinstance(beta, numbers.Real) or not math.isfinite(beta):
+        raise ValueError(f"beta must be a finite number, got {beta!r}")
     rd = reduction_dtype(x.dtype)
     sq = jnp.square(x.astype(rd))
     c = x.shape[-1]

@@ -7,7 +7,9 @@ Sums are taken in float32 (or wider) and cast back to the input dtype.
 from __future__ import annotations
 
 import math
+import numbers
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -15,6 +17,7 @@ from jax import lax
 from jaxconv.functional._args import (
     Padding,
     check_image,
+    check_positive_int,
     flatten_batch,
     reduction_dtype,
     resolve_padding,
@@ -108,9 +111,28 @@ def avg_pool(x, window, stride=None, padding: Padding = "VALID", count_include_p
 
 
 def _safe_root(total, p):
-    """`total ** (1/p)` with a finite gradient (0) where `total == 0`."""
+    """`total ** (1/p)` with a finite gradient (0) where `total == 0`; NaN stays NaN."""
     positive = total > 0
-    return jnp.where(positive, jnp.where(positive, total, 1.0) ** (1.0 / p), 0.0)
+    root = jnp.where(positive, total, 1.0) ** (1.0 / p)
+    return jnp.where(positive, root, jnp.where(total == 0, 0.0, jnp.nan))
+
+
+def pow2_scale(m):
+    """A power of two `2**e` with `m / 2**e` in [0.5, 1); 1 where `m` is 0, inf or NaN.
+
+    Dividing by it is exact in floating point, so `s * f(x / s)` equals `f(x)` for any
+    1-homogeneous `f` while `x / s` stays near 1 (no overflow or underflow in powers of it).
+    `e` is clipped to [-125, 127] so both `2**e` and `2**-e` are normal float32 numbers. No
+    gradient flows through it.
+    """
+    _, e = jnp.frexp(m)
+    return lax.stop_gradient(jnp.ldexp(jnp.ones_like(m), jnp.clip(e, -125, 127)))
+
+
+def _check_p(p, extra=""):
+    if (not isinstance(p, numbers.Real) or isinstance(p, bool) or not p > 0
+            or math.isinf(p)):
+        raise ValueError(f"p must be a finite number > 0{extra}, got {p!r}")
 
 
 def _abs_pow(x, p):
@@ -137,11 +159,14 @@ def gaussian_window(window, sigma=None):
     k = to_pair(window, "window")
     if sigma is None:
         sig = (0.25 * k[0], 0.25 * k[1])
-    elif isinstance(sigma, (int, float)):
-        sig = (float(sigma), float(sigma))
     else:
-        sig = tuple(float(v) for v in sigma)
-    if min(sig) <= 0:
+        values = (sigma, sigma) if isinstance(sigma, numbers.Real) else sigma
+        if (isinstance(values, str) or not hasattr(values, "__len__") or len(values) != 2
+                or not all(isinstance(v, numbers.Real) for v in values)):
+            raise ValueError(f"sigma must be a number or a pair (sh, sw) of numbers, "
+                             f"got {sigma!r}")
+        sig = (float(values[0]), float(values[1]))
+    if not min(sig) > 0:  # also rejects NaN
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
     axes = [np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2) / sd) ** 2) for n, sd in zip(k, sig)]
     g = np.outer(axes[0], axes[1])
@@ -156,11 +181,18 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
     pooling. The gradient is finite (zero) where a window is all zeros; for p < 1 the
     (infinite) derivative of |x|^p at x = 0 is taken as 0.
 
+    Each channel of each image is divided by a power of two near its largest |x| before the
+    power and multiplied back after the root (exact in floating point), so `|x|^p` cannot
+    overflow or underflow: any finite float32 input gives a finite output and gradient (an
+    output is inf only when the true value exceeds the float32 range). A window whose values
+    are all below `2**(-126/p)` times the channel's maximum (p = 3: ~2e-13) pools to 0.
+
     Args:
       x: `(*batch, height, width, channels)`.
       p: the norm's power, > 0 (p = 1 sums |x|, p -> inf tends to max pooling).
       window, stride, padding: as in `max_pool`.
-      weights: optional `(kh, kw)` non-negative weights, used as given.
+      weights: optional `(kh, kw)` non-negative weights, used as given (checked when
+        concrete).
 
     Returns:
       `(*batch, out_h, out_w, channels)`.
@@ -169,15 +201,17 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
       Sermanet, Chintala & LeCun, "Convolutional neural networks applied to house numbers
       digit classification", ICPR 2012; Hyvärinen & Köster 2007.
     """
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0 or math.isinf(p):
-        raise ValueError(f"p must be a finite number > 0, got {p!r}")
+    _check_p(p)
     w, s, pads = _setup(x, window, stride, padding)
     xf, batch = flatten_batch(x)
     rd = reduction_dtype(x.dtype)
-    powered = _abs_pow(xf.astype(rd), p)
+    xf = xf.astype(rd)
+    scale = pow2_scale(jnp.abs(xf).max(axis=(1, 2), keepdims=True))  # (N, 1, 1, C)
+    powered = _abs_pow(xf / scale, p)
     if weights is None:
         total = _sum_pool(powered, w, s, pads)
     else:
+        _check_weights(weights)
         weights = jnp.asarray(weights, rd)
         if weights.shape != w:
             raise ValueError(f"weights must have the window's shape {w}, got {weights.shape}")
@@ -187,7 +221,17 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
             powered, kernel, s, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
             feature_group_count=c,
         )
-    return unflatten_batch(_safe_root(total, p).astype(x.dtype), batch)
+    return unflatten_batch((_safe_root(total, p) * scale).astype(x.dtype), batch)
+
+
+def _check_weights(weights):
+    """Rejects concrete weights with a negative or non-finite entry (traced ones pass)."""
+    try:
+        values = np.asarray(weights, np.float64)
+    except jax.errors.TracerArrayConversionError:
+        return
+    if not (np.isfinite(values) & (values >= 0)).all():
+        raise ValueError(f"weights must be finite and >= 0, got {values.tolist()}")
 
 
 def feature_pool(x, group_size, *, p=2.0):
@@ -195,7 +239,9 @@ def feature_pool(x, group_size, *, p=2.0):
 
     `y[..., g] = (sum_{c in group g} |x[..., c]|^p)^(1/p)`; `p="max"` gives maxout
     (Goodfellow et al. 2013). Gradient finite (zero) where a group is all zeros; for p < 1 the
-    (infinite) derivative of |x|^p at x = 0 is taken as 0.
+    (infinite) derivative of |x|^p at x = 0 is taken as 0. Each group is divided by a power of
+    two near its largest |x| before the power (exact; see `lp_pool`), so any finite input gives
+    a finite output and gradient.
 
     Args:
       x: `(*batch, height, width, channels)`, channels divisible by `group_size`.
@@ -207,17 +253,17 @@ def feature_pool(x, group_size, *, p=2.0):
     """
     check_image(x)
     c = x.shape[-1]
-    if not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+    group_size = check_positive_int(group_size, "group_size")
     if c % group_size:
         raise ValueError(f"channels {c} are not divisible by group_size {group_size}")
     groups = x.reshape(x.shape[:-1] + (c // group_size, group_size))
     if p == "max":
         return groups.max(axis=-1)
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0 or math.isinf(p):
-        raise ValueError(f'p must be a finite number > 0 or "max", got {p!r}')
-    total = _abs_pow(groups.astype(reduction_dtype(x.dtype)), p).sum(axis=-1)
-    return _safe_root(total, p).astype(x.dtype)
+    _check_p(p, ' or "max"')
+    groups = groups.astype(reduction_dtype(x.dtype))
+    scale = pow2_scale(jnp.abs(groups).max(axis=-1, keepdims=True))
+    total = _abs_pow(groups / scale, p).sum(axis=-1)
+    return (_safe_root(total, p) * scale[..., 0]).astype(x.dtype)
 
 
 def adaptive_avg_pool(x, output_size):

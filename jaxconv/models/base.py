@@ -25,10 +25,11 @@ class Classifier(Sequential):
         if getattr(x, "ndim", 0) < 3 or any(
             want is not None and got != want for got, want in zip(x.shape[-3:], self.input_shape)
         ):
+            got = f"shape {x.shape}" if hasattr(x, "shape") else type(x)
             raise ValueError(
                 f"{type(self).__name__} expects images (*batch, H, W, C) = (*batch, "
                 f"{', '.join('any' if d is None else str(d) for d in self.input_shape)}), "
-                f"got shape {getattr(x, 'shape', None)}"
+                f"got {got}"
             )
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise ValueError(f"{type(self).__name__} expects float images, got dtype {x.dtype} "

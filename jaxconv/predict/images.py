@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import os
+import struct
+import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # Refuse images above this many pixels before decoding them (a decompression bomb guard that
-# raises our own error instead of PIL's warning).
+# raises our own error instead of PIL's warning). PIL's own guard (a warning above ~89M pixels,
+# an error above ~179M, raised while opening) is turned into the same `ImageError`.
 MAX_PIXELS = 64_000_000
+
+# What PIL raises on truncated or corrupt data while decoding: OSError ("image file is
+# truncated"), SyntaxError ("broken PNG file"), ValueError ("Truncated IHDR chunk"), EOFError,
+# and the errors `Image.open` itself treats as "not an image".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
+                  struct.error, zlib.error)
 
 
 class ImageError(ValueError):
     """A file that cannot be used as an input image; the message names the file and why."""
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     """Reads a PNG/JPEG/... file as uint8 `(H, W, channels)`.
 
     Gray images are expanded to 3 channels and colour images converted to gray (ITU-R 601-2
-    luma, PIL's "L" mode) as the model needs; 16-bit images are rejected rather than guessed.
+    luma, PIL's "L" mode) as the model needs; an alpha channel is dropped (not composited),
+    as `img.convert("RGB")` does. 16-bit gray and 32-bit int/float images are rejected rather
+    than guessed (PIL itself reads 16-bit RGB PNGs as 8-bit, keeping the high byte).
 
     Args:
       path: the file.
@@ -33,21 +49,36 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {img.width}x{img.height} pixels is larger than the "
-                                 f"{MAX_PIXELS:,}-pixel limit")
-            if img.mode in ("I;16", "I;16B", "I", "F"):
-                raise ImageError(f"{path}: {img.mode} images (16-bit/float) are not supported; "
-                                 "save it as 8-bit gray or RGB")
-            img.load()
-            converted = img.convert("L" if channels == 1 else "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: larger than the {MAX_PIXELS:,}-pixel limit ({e})") from None
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
-    except OSError as e:  # truncated / corrupt data
-        raise ImageError(f"{path}: unreadable image ({e})") from None
+    except _DECODE_ERRORS as e:  # a directory, no permission, a corrupt header
+        raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
+    try:
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {img.width}x{img.height} pixels is larger than the "
+                                 f"{MAX_PIXELS:,}-pixel limit")
+            if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                raise ImageError(f"{path}: {img.mode} images (16-bit/float) are not supported; "
+                                 "save it as 8-bit gray or RGB")
+            img.load()
+            mode = "L" if channels == 1 else "RGB"
+            if img.mode == "P" and "transparency" in img.info:
+                # Through RGBA, as PIL asks (a direct convert warns on every such file).
+                converted = img.convert("RGBA").convert(mode)
+            else:
+                converted = img.convert(mode)
+    except ImageError:
+        raise
+    except _DECODE_ERRORS as e:  # truncated / corrupt data
+        raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
     array = np.asarray(converted, np.uint8)
     return array[..., None] if channels == 1 else array
 

@@ -1,0 +1,85 @@
+"""StageNet on the 8x8 digits: the main job (about 20 s on 2 CPU cores), and every config key.
+
+    python train.py --config configs/default.py --workdir runs/default
+
+Every key the trainer reads is declared here, with a comment. Other configs import this one
+and override a few fields, so `--config.<key>=<value>` works with any of them; keys cannot be
+added from the command line (`lock_config=True`), and a value must have the declared type.
+`jaxconv.training.config.validate_config` checks the values and names the key in its error.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The default configuration (digits, StageNet, SGD + momentum, cosine schedule)."""
+    c = ml_collections.ConfigDict()
+
+    c.seed = 0  # Seeds parameter init, data order, distortions and dropout.
+
+    # --- Data ---
+    c.dataset = "digits"  # A key of jaxconv.data.DATASETS: digits, mnist, cifar10, imagenet2012.
+    # TFDS data directory (~ is expanded; local or gs://). digits is prepared here on first
+    # use; the TFDS built-ins must be prepared once with `python -m jaxconv.data.prepare`.
+    c.data_dir = "~/tensorflow_datasets"
+    c.image_size = 0  # imagenet2012 only: square side the host crops to (0: 224).
+    # imagenet2012 only: host train crop, "random_resized_crop" (Inception) or
+    # "resize_random_crop" (AlexNet: shorter side to crop_resize_size, random square crop).
+    c.train_crop = "random_resized_crop"
+    c.crop_resize_size = 0  # imagenet2012 only: shorter side before cropping (0: size*256/224).
+    c.worker_count = 0  # grain worker processes for the host pipeline (0: read in-process).
+
+    # On-device random distortion of training images (jaxconv.data.Distortion), per dataset.
+    c.distortion = ml_collections.ConfigDict()
+    c.distortion.rotation_degrees = 10.0  # Max absolute rotation in degrees.
+    c.distortion.translate = 1.0  # Max absolute shift in pixels, along y and x.
+    c.distortion.scale = (0.9, 1.1)  # (min, max) zoom factor; (1.0, 1.0) is off.
+    c.distortion.horizontal_flip = False  # Mirror left-right with probability 1/2.
+    c.distortion.crop_padding = 0  # Pad each side by this many pixels, random crop back.
+    c.distortion.crop_padding_mode = "constant"  # Padding for the crop: constant or reflect.
+    c.distortion.brightness = 0.0  # Max absolute brightness delta on the [0, 1] scale.
+    c.distortion.contrast = 0.0  # Contrast factor drawn from [1 - contrast, 1 + contrast].
+
+    # --- Model ---
+    c.model = "stagenet"  # A key of jaxconv.models.MODELS: lenet5, stagenet, alexnet, vgg.
+    # Keyword arguments of the model class. num_classes and the input shape arguments
+    # (input_shape, in_channels, input_size) are filled in from the dataset unless set here.
+    c.model_kwargs = ml_collections.ConfigDict()
+    c.model_kwargs.features = (16, 32)  # Output channels per stage (number of stages).
+    c.model_kwargs.kernel_size = 3  # Conv kernel size, all stages.
+    c.model_kwargs.lcn_kernel_size = (5, 3)  # Local contrast normalization window per stage.
+    c.model_kwargs.pool = "max"  # Pooling per stage: max, avg, l2 or none.
+    c.model_kwargs.hidden = ()  # Hidden fully-connected layer sizes before the classifier.
+    c.model_kwargs.dropout = 0.0  # Dropout rate before each fully-connected layer.
+
+    # --- Optimization ---
+    c.batch_size = 100  # Global batch size over all devices and processes.
+    c.eval_batch_size = 300  # Global eval batch size (last batch padded and masked).
+    c.num_epochs = 40  # Training length in epochs (of the train split) ...
+    c.num_train_steps = -1  # ... unless this is > 0: then exactly this many steps.
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 0.05  # Peak learning rate.
+    c.optimizer.momentum = 0.9  # SGD momentum (0: plain SGD).
+    c.optimizer.nesterov = False  # Nesterov momentum.
+    # Coupled L2 weight decay: wd * param is added to the gradient before momentum (as in
+    # torch.optim.SGD and the AlexNet paper), not decoupled as in AdamW.
+    c.optimizer.weight_decay = 5e-4
+    # Parameters whose name (last path component) is listed here are not decayed: biases and
+    # normalization scales. () decays every parameter.
+    c.optimizer.no_decay_names = ("bias", "scale")
+    c.optimizer.schedule = "cosine"  # constant, step or cosine (after the linear warmup).
+    c.optimizer.warmup_epochs = 0.0  # Linear warmup from 0 to learning_rate, in epochs.
+    c.optimizer.decay_epochs = (30, 60, 80)  # step schedule: epochs where the rate drops.
+    c.optimizer.decay_factor = 0.1  # step schedule: multiplier at each of decay_epochs.
+    c.optimizer.final_lr_fraction = 0.0  # cosine: final rate as a fraction of the peak.
+    c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm first (0: off).
+
+    # --- Parallelism, logging, checkpoints ---
+    c.parallelism = "jit"  # jit: jax.jit + Mesh/NamedSharding; pmap: jax.pmap + pmean.
+    c.log_every_steps = 50  # Host reads train metrics every this many steps (TB, bar).
+    c.eval_every_steps = 0  # Evaluate on the test split every this many steps (0: at end).
+    c.checkpoint_every_steps = 300  # Save a checkpoint every this many steps (and at end).
+    c.keep_checkpoints = 2  # How many recent checkpoints to keep.
+    c.progress_bar = True  # tqdm progress bar on stderr (process 0).
+    return c

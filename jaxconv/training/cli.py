@@ -1,0 +1,129 @@
+"""Command-line plumbing for ``train.py``: one clear error line instead of a traceback.
+
+`parse_flags` is ``app.run``'s flag parser: an unknown ``--config.<key>`` override or a value
+of the wrong type ends the program with one line naming the key, the value and what is
+valid (ml_collections would otherwise print an AttributeError traceback or absl a two-line
+usage error). `clean_errors` does the same for errors found after parsing (`ConfigError`, a
+dataset that is not prepared, a non-finite loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+from absl import flags
+from absl import logging as absl_logging
+
+from jaxconv.training.config import ConfigError
+from jaxconv.training.logs import NonFiniteLossError
+from jaxconv.training.parallel import DistributedArgumentError
+
+CONFIG_FLAG = "config"
+EXIT_CODE = 2
+
+
+def fail(message: str, code: int = EXIT_CODE) -> NoReturn:
+    """Prints ``error: <message>`` on stderr and exits with status `code` (default 2)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"--{CONFIG_FLAG}="):
+            return arg.split("=", 1)[1].split(":", 1)[0]
+        if arg == f"--{CONFIG_FLAG}" and i + 1 < len(argv):
+            return argv[i + 1].split(":", 1)[0]
+    return None
+
+
+def _load_config(argv: Sequence[str]) -> Any:
+    """The config the ``--config`` file defines (None if it cannot be loaded)."""
+    path = _config_path(argv)
+    if path is None:
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location("_jaxconv_cli_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config()
+    except Exception:  # noqa: BLE001 - only used to word an error better.
+        return None
+
+
+def _overrides(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
+    prefix = f"--{CONFIG_FLAG}."
+    for arg in argv:
+        if arg.startswith(prefix):
+            key, _, value = arg[len(prefix):].partition("=")
+            yield key, value
+
+
+def _lookup(config: Any, key: str) -> tuple[Any, str | None]:
+    """``(value, None)`` for an existing dotted key, else ``(parent, missing_part)``."""
+    node = config
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return node, part
+        node = node[part]
+    return node, None
+
+
+def _unknown_key_message(argv: Sequence[str], config: Any) -> str:
+    for key, value in _overrides(argv):
+        parent, missing = _lookup(config, key)
+        if missing is not None:
+            valid = sorted(parent.keys()) if hasattr(parent, "keys") else []
+            where = key.rsplit(".", 1)[0] if "." in key else ""
+            scope = f"config.{where}" if where else "config"
+            return (f"--config.{key}={value}: {missing!r} is not a key of {scope}; "
+                    f"valid keys: {valid}")
+    return "an override names a key the config does not have"
+
+
+def _bad_value_message(err: Exception, argv: Sequence[str], config: Any) -> str:
+    text = " ".join(str(err).split("\n")[0].split())
+    for key, value in _overrides(argv):
+        if f"--{CONFIG_FLAG}.{key}=" in text and config is not None:
+            current, missing = _lookup(config, key)
+            if missing is None:
+                return (f"--config.{key}={value}: expected {type(current).__name__} "
+                        f"(like the default {current!r}); {text.split(': ', 1)[-1]}")
+    return text
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """``absl.app.run`` flags parser that fails with one line (module docstring)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        fail(_bad_value_message(err, argv, _load_config(argv)))
+    except (AttributeError, KeyError) as err:  # ml_collections: unknown --config.<key>.
+        config = _load_config(argv)
+        fail(_unknown_key_message(argv, config) if config is not None else str(err))
+
+
+def quiet_logging() -> None:
+    """Shows warnings and errors only, unless ``--verbosity`` was given (absl's default is
+    INFO once flags are parsed, which floods the terminal with Orbax's progress lines)."""
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turns the errors a user can fix into an ``error: ...`` message, no traceback.
+
+    Exit status 2 for a bad config, 1 for a dataset that is not prepared or a non-finite
+    loss.
+    """
+    try:
+        yield
+    except (ConfigError, DistributedArgumentError) as err:
+        fail(str(err))
+    except (FileNotFoundError, NonFiniteLossError) as err:
+        fail(str(err), code=1)

@@ -1,0 +1,240 @@
+"""Checking a training config and deriving what the trainer needs from it.
+
+`validate_config` checks every key of a config shaped like ``configs/default.py`` and raises
+one `ConfigError` whose one-line message names the key, the bad value and the valid choices:
+``train.py`` prints that line and exits, with no traceback. The helpers turn the checked
+config into typed arguments (model kwargs, `jaxconv.data.Distortion`, step counts), so that
+nothing below the trainer ever sees a ConfigDict.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from jaxconv.data import DATASETS, DatasetInfo, Distortion
+from jaxconv.data.transforms import TRAIN_MODES
+from jaxconv.models import MODELS
+
+# An ml_collections.ConfigDict shaped like configs/default.py (or nested mappings).
+Config = Any
+
+PARALLELISM = ("jit", "pmap")
+SCHEDULES = ("constant", "step", "cosine")
+PAD_MODES = ("constant", "reflect")
+
+_NUMBER = (int, float)
+# Every key the trainer reads: dotted name -> accepted Python types (model_kwargs is checked
+# against the model's signature instead). bool is refused where a number is expected.
+SCHEMA: dict[str, tuple[type, ...]] = {
+    "seed": (int,),
+    "dataset": (str,),
+    "data_dir": (str,),
+    "image_size": (int,),
+    "train_crop": (str,),
+    "crop_resize_size": (int,),
+    "worker_count": (int,),
+    "distortion.rotation_degrees": _NUMBER,
+    "distortion.translate": _NUMBER,
+    "distortion.scale": (tuple, list),
+    "distortion.horizontal_flip": (bool,),
+    "distortion.crop_padding": (int,),
+    "distortion.crop_padding_mode": (str,),
+    "distortion.brightness": _NUMBER,
+    "distortion.contrast": _NUMBER,
+    "model": (str,),
+    "batch_size": (int,),
+    "eval_batch_size": (int,),
+    "num_epochs": _NUMBER,
+    "num_train_steps": (int,),
+    "optimizer.learning_rate": _NUMBER,
+    "optimizer.momentum": _NUMBER,
+    "optimizer.nesterov": (bool,),
+    "optimizer.weight_decay": _NUMBER,
+    "optimizer.no_decay_names": (tuple, list),
+    "optimizer.schedule": (str,),
+    "optimizer.warmup_epochs": _NUMBER,
+    "optimizer.decay_epochs": (tuple, list),
+    "optimizer.decay_factor": _NUMBER,
+    "optimizer.final_lr_fraction": _NUMBER,
+    "optimizer.grad_clip_norm": _NUMBER,
+    "parallelism": (str,),
+    "log_every_steps": (int,),
+    "eval_every_steps": (int,),
+    "checkpoint_every_steps": (int,),
+    "keep_checkpoints": (int,),
+    "progress_bar": (bool,),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": tuple(sorted(DATASETS)),
+    "model": tuple(sorted(MODELS)),
+    "train_crop": TRAIN_MODES,
+    "distortion.crop_padding_mode": PAD_MODES,
+    "optimizer.schedule": SCHEDULES,
+    "parallelism": PARALLELISM,
+}
+# Model arguments the trainer fills in from the dataset when the config leaves them out.
+_DERIVED_MODEL_ARGS = ("num_classes", "input_shape", "in_channels", "input_size")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type, or out of range (one-line message)."""
+
+
+def _is_dict(node: Any) -> bool:
+    return isinstance(node, (Mapping, ml_collections.ConfigDict))
+
+
+def _get(config: Config, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        if not _is_dict(node) or part not in node:
+            raise ConfigError(f"config.{dotted} is missing (declare it as configs/default.py does)")
+        node = node[part]
+    return node
+
+
+def _fail(key: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"config.{key}={value!r} {why}")
+
+
+def _check_types(config: Config) -> None:
+    for key, types in SCHEMA.items():
+        value = _get(config, key)
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise _fail(key, value, f"has type {type(value).__name__}; expected {names}")
+    for key, choices in _CHOICES.items():
+        if _get(config, key) not in choices:
+            raise _fail(key, _get(config, key), f"is not valid; choose from {list(choices)}")
+    extra = [k for k in config if k not in {s.split(".")[0] for s in SCHEMA} | {"model_kwargs"}]
+    if extra:
+        raise ConfigError(f"config.{extra[0]} is not a config key; see configs/default.py")
+
+
+def _check_ranges(config: Config, device_count: int | None) -> None:
+    positive = ("batch_size", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
+                "keep_checkpoints")
+    for key in positive:
+        if _get(config, key) < 1:
+            raise _fail(key, _get(config, key), "must be >= 1")
+    for key in ("batch_size", "eval_batch_size"):
+        if device_count is not None and _get(config, key) % device_count:
+            raise _fail(key, _get(config, key),
+                        f"must be divisible by the number of devices ({device_count})")
+    nonnegative = ("image_size", "crop_resize_size", "worker_count", "eval_every_steps",
+                   "optimizer.learning_rate", "optimizer.weight_decay",
+                   "optimizer.warmup_epochs", "optimizer.grad_clip_norm")
+    for key in nonnegative:
+        if _get(config, key) < 0:
+            raise _fail(key, _get(config, key), "must be >= 0")
+    if config["num_train_steps"] <= 0 and not config["num_epochs"] > 0:
+        raise _fail("num_epochs", config["num_epochs"], "must be > 0 (or set num_train_steps > 0)")
+    opt = config["optimizer"]
+    if not 0 <= opt["momentum"] < 1:
+        raise _fail("optimizer.momentum", opt["momentum"], "must be in [0, 1)")
+    if opt["nesterov"] and not opt["momentum"]:
+        raise _fail("optimizer.nesterov", True, "needs optimizer.momentum > 0")
+    if not 0 <= opt["final_lr_fraction"] <= 1:
+        raise _fail("optimizer.final_lr_fraction", opt["final_lr_fraction"], "must be in [0, 1]")
+    if opt["decay_factor"] <= 0:
+        raise _fail("optimizer.decay_factor", opt["decay_factor"], "must be > 0")
+    epochs = list(opt["decay_epochs"])
+    if any(not isinstance(e, _NUMBER) or e <= 0 for e in epochs) or epochs != sorted(epochs):
+        raise _fail("optimizer.decay_epochs", tuple(epochs), "must be increasing positive epochs")
+    if not all(isinstance(n, str) for n in opt["no_decay_names"]):
+        raise _fail("optimizer.no_decay_names", tuple(opt["no_decay_names"]),
+                    "must be parameter names (strings)")
+
+
+def _check_model_kwargs(config: Config) -> None:
+    kwargs = config.get("model_kwargs", {})
+    if not _is_dict(kwargs):
+        raise _fail("model_kwargs", kwargs, "must be a ConfigDict of model arguments")
+    valid = sorted(_model_args(config["model"]))
+    for name in kwargs:
+        if name not in valid:
+            raise ConfigError(
+                f"config.model_kwargs.{name} is not an argument of model {config['model']!r}; "
+                f"valid: {valid}"
+            )
+
+
+def _model_args(model: str) -> list[str]:
+    """Keyword arguments of the model class registered as `model` (without rngs)."""
+    params = inspect.signature(MODELS[model].__init__).parameters
+    return [p for p in params if p not in ("self", "rngs")]
+
+
+def validate_config(config: Config, *, device_count: int | None = None) -> None:
+    """Checks every key the trainer reads.
+
+    Args:
+      config: a ConfigDict (or mapping) shaped like ``configs/default.py``.
+      device_count: devices over all processes (the global batch sizes must split over
+        them); None skips that check.
+
+    Raises:
+      ConfigError: a key is missing, unknown, of the wrong type, not a valid choice or out of
+        range; the one-line message names the key and value (and the valid choices).
+    """
+    _check_types(config)
+    _check_ranges(config, device_count)
+    _check_model_kwargs(config)
+    make_distortion(config)
+
+
+def make_distortion(config: Config) -> Distortion:
+    """The `Distortion` of ``config.distortion``.
+
+    Raises:
+      ConfigError: a distortion value is out of range (the message names it).
+    """
+    d = dict(config["distortion"])
+    d["scale"] = tuple(float(s) for s in d["scale"])
+    try:
+        return Distortion(**d)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config.distortion: {err}") from err
+
+
+def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
+    """Keyword arguments for `jaxconv.models.create_model`.
+
+    ``config.model_kwargs``, plus ``num_classes`` and the input-shape arguments the model
+    accepts (``input_shape``, ``in_channels``, ``input_size``), taken from `info` unless the
+    config sets them.
+    """
+    kwargs = {k: v for k, v in dict(config.get("model_kwargs", {})).items()}
+    params = _model_args(config["model"])
+    height, _, channels = info.image_shape
+    derived = dict(num_classes=info.num_classes, input_shape=tuple(info.image_shape),
+                   in_channels=channels, input_size=height)
+    for name in _DERIVED_MODEL_ARGS:
+        if name in params and name not in kwargs:
+            kwargs[name] = derived[name]
+    return kwargs
+
+
+def data_dir(config: Config) -> str:
+    """``config.data_dir`` with ``~`` expanded (``gs://`` paths unchanged)."""
+    path = config["data_dir"]
+    return path if "://" in path else os.path.expanduser(path)
+
+
+def steps_per_epoch(config: Config, num_train: int) -> float:
+    """Optimizer steps per pass over the train split (may be fractional)."""
+    return num_train / config["batch_size"]
+
+
+def total_steps(config: Config, num_train: int) -> int:
+    """``num_train_steps`` if > 0, else ``num_epochs`` epochs rounded up to whole steps."""
+    if config["num_train_steps"] > 0:
+        return int(config["num_train_steps"])
+    return max(1, math.ceil(config["num_epochs"] * steps_per_epoch(config, num_train) - 1e-9))

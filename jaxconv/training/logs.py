@@ -1,0 +1,195 @@
+"""What the trainer reports: TensorBoard events, ``metrics.json`` and a tqdm progress bar.
+
+Only process 0 writes (`MetricLogger(enabled=False)` on the others does nothing).
+`StepMetrics` keeps each step's metrics on device and fetches the queue in one transfer every
+``log_every_steps`` steps (and before checkpoints and evaluations), checking that the loss and
+parameters are finite: the host loop has no per-step device sync.
+
+TensorBoard scalars (tensorboardX event files in the workdir): ``train/loss``,
+``train/accuracy``, ``train/learning_rate``, ``train/grad_norm``, ``train/param_norm``,
+``train/images_per_second``, ``eval/loss``, ``eval/accuracy``.
+``metrics.json``: the final figures (``step``, ``train_loss``, ``train_accuracy``,
+``test_loss``, ``test_accuracy``, ``wall_seconds``, ``images_per_second``, ...) plus
+``history``, one record per log or eval step (what `jaxconv.plots.plot_curves` draws).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import tqdm
+
+METRICS_FILE = "metrics.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss (or the parameters) became NaN or infinite; names the step."""
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/Inf.
+    return value
+
+
+def read_history(workdir: str, up_to_step: int) -> list[dict[str, Any]]:
+    """The ``history`` of an earlier run's ``metrics.json``, records with step <= up_to_step."""
+    try:
+        with open(os.path.join(workdir, METRICS_FILE)) as f:
+            history = json.load(f).get("history", [])
+    except (OSError, ValueError):
+        return []
+    return [r for r in history if r.get("step", math.inf) <= up_to_step]
+
+
+class MetricLogger:
+    """TensorBoard writer, history for ``metrics.json`` and progress bar (process 0 only).
+
+    Args:
+      workdir: where the event files and ``metrics.json`` go.
+      total_steps: training length, for the bar's ETA.
+      initial_step: the step training starts (or resumes) from.
+      enabled: False on processes other than 0: every method is a no-op.
+      progress_bar: show a tqdm bar on stderr.
+    """
+
+    def __init__(self, workdir: str, *, total_steps: int, initial_step: int, enabled: bool,
+                 progress_bar: bool):
+        self.workdir = workdir
+        self.enabled = enabled
+        self.history: list[dict[str, Any]] = []
+        self._writer = None
+        self._bar = None
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter  # Only process 0 needs it.
+
+        self._writer = SummaryWriter(logdir=workdir)
+        self.history = read_history(workdir, initial_step)
+        if progress_bar:
+            self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step",
+                                  dynamic_ncols=True, smoothing=0.1)
+
+    def advance(self, steps: int = 1) -> None:
+        """Moves the progress bar (no device sync)."""
+        if self._bar is not None:
+            self._bar.update(steps)
+
+    def _scalars(self, prefix: str, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self._writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def _record(self, step: int, values: dict[str, Any]) -> None:
+        if self.history and self.history[-1]["step"] == step:
+            self.history[-1].update(values)
+        else:
+            self.history.append({"step": step, **values})
+
+    def log_train(self, step: int, metrics: dict[str, float]) -> None:
+        """Logs mean train metrics of the steps up to `step` (and images/s)."""
+        if not self.enabled:
+            return
+        self._scalars("train", step, metrics)
+        self._record(step, {f"train_{k}": v for k, v in metrics.items()})
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{metrics['loss']:.4f}",
+                                  img_s=f"{metrics.get('images_per_second', 0):.0f}")
+
+    def log_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """Logs test-split loss and accuracy at `step`."""
+        if not self.enabled:
+            return
+        self._scalars("eval", step, {k: metrics[k] for k in ("loss", "accuracy")})
+        self._record(step, {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]})
+        self.write(f"step {step}: test loss {metrics['loss']:.4f}, "
+                   f"test accuracy {100 * metrics['accuracy']:.2f}% "
+                   f"({int(metrics['count'])} examples)")
+
+    def write(self, message: str) -> None:
+        """Prints a line to stdout without breaking the progress bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def write_summary(self, summary: dict[str, Any]) -> str | None:
+        """Writes ``metrics.json`` (summary + history) atomically; returns its path."""
+        if not self.enabled:
+            return None
+        path = os.path.join(self.workdir, METRICS_FILE)
+        record = {k: _finite_or_none(v) for k, v in summary.items()}
+        record["history"] = [{k: _finite_or_none(v) for k, v in r.items()} for r in self.history]
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, path)
+        return path
+
+    def close(self) -> None:
+        """Flushes and closes the bar and the event file."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class StepMetrics:
+    """Per-step train metrics queued on device, fetched together every few steps.
+
+    `add` keeps the device arrays (no sync); `flush` fetches all queued steps in one transfer,
+    raises `NonFiniteLossError` at the first step whose loss or parameter norm is not finite,
+    and logs the means (loss, accuracy, grad norm), the last learning rate and parameter norm,
+    and images/s since the previous flush.
+
+    Args:
+      to_host: fetches a pytree of device metrics as numpy (the parallel strategy's).
+      batch_size: global batch size (for images/s).
+      logger: where flushed metrics go.
+    """
+
+    def __init__(self, to_host, batch_size: int, logger: MetricLogger):
+        self._to_host, self._batch_size, self._logger = to_host, batch_size, logger
+        self._pending: list[tuple[int, Any]] = []
+        self.last: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def add(self, step: int, metrics: Any) -> None:
+        """Queues the metrics of the step that produced state `step` (no device sync)."""
+        self._pending.append((step, metrics))
+
+    def restart_clock(self) -> None:
+        """Starts the images/s clock now (after a compile or an evaluation)."""
+        self._t = time.perf_counter()
+
+    def flush(self, step: int) -> None:
+        """Fetches, checks and logs the queued metrics as those of `step`."""
+        if not self._pending:
+            return
+        fetched = self._to_host([m for _, m in self._pending])
+        for (k, _), m in zip(self._pending, fetched):
+            # loss is that of the parameters before step k, param_norm of those after it.
+            for name, what in (("loss", "training loss"), ("param_norm", "parameter norm")):
+                if not math.isfinite(float(m[name])):
+                    raise NonFiniteLossError(
+                        f"{what} is {float(m[name])} at step {k}: stopping (nothing from this "
+                        "step on is saved; the last good checkpoint is kept)"
+                    )
+        seconds = max(time.perf_counter() - self._t, 1e-9)
+        mean = {k: float(np.mean([m[k] for m in fetched]))
+                for k in ("loss", "accuracy", "grad_norm")}
+        mean.update(learning_rate=float(fetched[-1]["learning_rate"]),
+                    param_norm=float(fetched[-1]["param_norm"]),
+                    images_per_second=len(fetched) * self._batch_size / seconds)
+        self.last = mean
+        self._pending.clear()
+        self._logger.log_train(step, mean)
+        self.restart_clock()

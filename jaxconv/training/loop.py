@@ -1,0 +1,292 @@
+"""`train_and_evaluate(config, workdir)`: the whole training job, as ``train.py`` runs it.
+
+1. Check the config (`validate_config`), prepare the dataset, build the model, optimizer and
+   the host iterators (each process reads only its shard).
+2. Resume from the newest checkpoint in ``workdir/checkpoints`` if there is one (params,
+   optimizer state, step, RNG and iterator position: the run continues exactly).
+3. Train: the host loop only feeds batches and queues jitted steps; every
+   ``log_every_steps`` (and before every checkpoint and eval) it fetches the queued metrics
+   in one transfer, checks the loss is finite and logs. A non-finite loss stops the run with
+   `NonFiniteLossError` naming the step; the bad state is never saved.
+4. Evaluate on the whole test split (every example once) every ``eval_every_steps`` and at
+   the end, checkpoint every ``checkpoint_every_steps`` and at the end, write
+   ``workdir/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxconv import data
+from jaxconv.models import count_params, create_model
+from jaxconv.training import config as config_lib
+from jaxconv.training import optimizer as optimizer_lib
+from jaxconv.training import parallel, steps
+from jaxconv.training.checkpoint import Checkpointer
+from jaxconv.training.logs import MetricLogger, StepMetrics
+from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
+
+
+@dataclasses.dataclass
+class Job:
+    """What `setup` builds from a config: everything the loop needs, nothing trained yet."""
+
+    config: Any
+    info: data.DatasetInfo
+    par: parallel.JitParallel | parallel.PmapParallel
+    model_def: ModelDef
+    state: TrainState  # At step 0, host/default-device arrays.
+    train_fn: Callable
+    eval_fn: Callable
+    train_it: Any
+    eval_ds: data.EvalBatches
+    total_steps: int
+    num_params: int
+
+
+def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Distortion,
+                   info: data.DatasetInfo, *, wrap: Callable | None = None):
+    """``(train_fn, eval_fn)``: the pure steps with their dependencies bound, compiled by `par`.
+
+    Args:
+      par: a `parallel` strategy.
+      model_def: the split model.
+      tx: the optimizer.
+      schedule: its learning-rate schedule.
+      distortion: training image distortion.
+      info: the dataset (mean/std for normalization).
+      wrap: applied to each bound pure function before compiling (tests pass
+        ``chex.assert_max_traces``).
+    """
+    # Closures rather than functools.partial so that `wrap` (chex) can read their source.
+    def train(state, batch):
+        return steps.train_step(state, batch, model=model_def, tx=tx, schedule=schedule,
+                                distortion=distortion, mean=info.mean, std=info.std,
+                                axis_name=par.axis_name)
+
+    def evaluate(state, batch):
+        return steps.eval_step(state, batch, model=model_def, mean=info.mean, std=info.std,
+                               axis_name=par.axis_name)
+
+    if wrap is not None:
+        train, evaluate = wrap(train), wrap(evaluate)
+    return par.compile_train(train), par.compile_eval(evaluate)
+
+
+def _crop(config, name: str) -> data.ResizeCrop | None:
+    if data.DATASETS[name].default_image_size is None:
+        return None
+    return data.ResizeCrop(
+        image_size=config.image_size or data.DATASETS[name].default_image_size,
+        train_mode=config.train_crop, resize_size=config.crop_resize_size or None,
+    )
+
+
+def _build_model(config, info: data.DatasetInfo) -> nnx.Module:
+    params_key, dropout_key, _ = root_keys(config.seed)
+    kwargs = config_lib.model_kwargs(config, info)
+
+    def build():
+        return create_model(config.model, rngs=nnx.Rngs(params=params_key, dropout=dropout_key),
+                            **kwargs)
+
+    try:
+        # One compiled program for all initializers: eager init compiles one per op (seconds).
+        return nnx.jit(build)()
+    except ValueError as err:
+        shown = {k: v for k, v in kwargs.items()}
+        raise config_lib.ConfigError(
+            f"config.model={config.model!r} with {shown}: {err}"
+        ) from err
+
+
+def setup(config, *, wrap: Callable | None = None, devices: list | None = None) -> Job:
+    """Validates `config` and builds the job (dataset, model, optimizer, steps, iterators).
+
+    Args:
+      config: a ConfigDict shaped like ``configs/default.py``.
+      wrap: see `build_step_fns`.
+      devices: the devices to train on (this process's, for pmap); None: all of them.
+
+    Raises:
+      ConfigError: a bad config value (one-line message naming it).
+      FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
+    """
+    config_lib.validate_config(config)
+    par = parallel.create(config.parallelism, devices)
+    config_lib.validate_config(config, device_count=par.device_count)  # + batch splits.
+    data_dir = config_lib.data_dir(config)
+    crop = _crop(config, config.dataset)
+    info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size)
+    total = config_lib.total_steps(config, info.num_train)
+    per_epoch = config_lib.steps_per_epoch(config, info.num_train)
+    model = _build_model(config, info)
+    model_def, params = split_model(model)
+    tx = optimizer_lib.make_optimizer(config.optimizer, steps_per_epoch=per_epoch,
+                                      total_steps=total)
+    schedule = optimizer_lib.make_schedule(config.optimizer, steps_per_epoch=per_epoch,
+                                           total_steps=total)
+    state = create_train_state(params, tx, root_keys(config.seed)[2])
+    train_fn, eval_fn = build_step_fns(par, model_def, tx, schedule,
+                                       config_lib.make_distortion(config), info, wrap=wrap)
+    train_it = data.train_iterator(
+        config.dataset, data_dir, global_batch_size=config.batch_size, seed=config.seed,
+        worker_count=config.worker_count, crop=crop,
+    )
+    eval_ds = data.eval_batches(config.dataset, data_dir, batch_size=config.eval_batch_size,
+                                crop=crop)
+    return Job(config, info, par, model_def, state, train_fn, eval_fn, train_it, eval_ds,
+               total, count_params(model))
+
+
+def evaluate(job: Job, dev_state: Any) -> dict[str, float]:
+    """Loss and accuracy over the whole test split (padded batches, masked)."""
+    totals = None
+    for batch in job.eval_ds:
+        m = job.eval_fn(dev_state, job.par.put_batch(batch))
+        totals = m if totals is None else jax.tree.map(jnp.add, totals, m)
+    return steps.summarize_eval(job.par.to_host(totals))
+
+
+def _restore(job: Job, ckpt: Checkpointer, dev_state: Any) -> Any:
+    try:
+        restored = ckpt.restore_latest(job.par.host_state(dev_state), job.train_it)
+    except (ValueError, KeyError, TypeError) as err:
+        raise RuntimeError(
+            f"The checkpoint in {ckpt.directory} does not fit this config (another model, "
+            f"optimizer or dataset?): use a new --workdir. Orbax said: {err}"
+        ) from err
+    if restored is None:
+        return dev_state
+    state, job.train_it = restored
+    return job.par.put_state(state)
+
+
+def _current_step(job: Job, dev_state: Any) -> int:
+    return int(jax.device_get(job.par.host_state(dev_state).step))
+
+
+def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger) -> tuple:
+    """Runs the steps from the state's step to the end; returns (dev_state, tracker, timing)."""
+    c = job.config
+    step = _current_step(job, dev_state)
+    tracker = StepMetrics(job.par.to_host, job.config.batch_size, logger)
+    timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "train_steps": 0}
+    first = step
+    while step < job.total_steps:
+        batch = job.par.put_batch(next(job.train_it))
+        t0 = time.perf_counter()
+        dev_state, metrics = job.train_fn(dev_state, batch)
+        step += 1
+        tracker.add(step, metrics)
+        logger.advance()
+        if step == first + 1:  # The one deliberate sync: time the compile, not the steps.
+            jax.block_until_ready(metrics)
+            timing["compile_seconds"] = time.perf_counter() - t0
+            tracker.restart_clock()
+            t_train = time.perf_counter()
+        last = step == job.total_steps
+        do_eval = last or (c.eval_every_steps > 0 and step % c.eval_every_steps == 0)
+        do_save = last or step % c.checkpoint_every_steps == 0
+        if do_eval or do_save or step % c.log_every_steps == 0:
+            tracker.flush(step)
+        if last:
+            timing["train_seconds"] = time.perf_counter() - t_train
+            timing["train_steps"] = step - first - 1
+        if do_save:
+            ckpt.save(step, job.par.host_state(dev_state), job.train_it)
+        if do_eval and not last:
+            t_eval = time.perf_counter()
+            logger.log_eval(step, evaluate(job, dev_state))
+            t_train += time.perf_counter() - t_eval
+            tracker.restart_clock()
+    return dev_state, tracker, timing
+
+
+def _last_logged(logger: MetricLogger, key: str) -> float | None:
+    return next((r[key] for r in reversed(logger.history) if key in r), None)
+
+
+def _summary(job: Job, final: dict, tracker: StepMetrics, timing: dict, logger: MetricLogger,
+             wall_seconds: float) -> dict[str, Any]:
+    """The figures of ``metrics.json`` (besides ``history``)."""
+    c = job.config
+    steps_timed = timing["train_steps"]
+    return {
+        "step": job.total_steps,
+        # From this run's last log, else (a finished run resumed) from metrics.json.
+        "train_loss": tracker.last.get("loss", _last_logged(logger, "train_loss")),
+        "train_accuracy": tracker.last.get("accuracy", _last_logged(logger, "train_accuracy")),
+        "test_loss": final["loss"],
+        "test_accuracy": final["accuracy"],
+        "test_examples": int(final["count"]),
+        "wall_seconds": wall_seconds,
+        # Steps after the first (compile) over their time, evaluations excluded.
+        "images_per_second": (steps_timed * c.batch_size / timing["train_seconds"]
+                              if steps_timed else None),
+        "compile_seconds": timing["compile_seconds"],
+        "num_params": job.num_params,
+        "devices": job.par.device_count,
+        "processes": jax.process_count(),
+        "parallelism": c.parallelism,
+        "dataset": c.dataset,
+        "model": c.model,
+    }
+
+
+def train_and_evaluate(
+    config, workdir: str | os.PathLike, *, devices: list | None = None,
+    wrap_steps: Callable | None = None,
+) -> TrainState:
+    """Trains and evaluates as the module docstring says; resumes from ``workdir``.
+
+    Args:
+      config: an ``ml_collections.ConfigDict`` shaped like ``configs/default.py``.
+      workdir: where checkpoints, TensorBoard events and ``metrics.json`` go.
+      devices: the devices to train on (for pmap: this process's); None: every device.
+      wrap_steps: applied to the pure train and eval steps before they are compiled (tests
+        pass ``chex.assert_max_traces(n=1)`` to prove each compiles once).
+
+    Returns:
+      The final `TrainState` (canonical layout: replicated arrays).
+
+    Raises:
+      ConfigError: a bad config value.
+      FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
+      NonFiniteLossError: the training loss became NaN or infinite.
+    """
+    t_start = time.perf_counter()
+    workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
+    job = setup(config, wrap=wrap_steps, devices=devices)
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    logger = None
+    try:
+        dev_state = _restore(job, ckpt, job.par.put_state(job.state))
+        start = _current_step(job, dev_state)
+        logger = MetricLogger(workdir, total_steps=job.total_steps, initial_step=start,
+                              enabled=jax.process_index() == 0, progress_bar=config.progress_bar)
+        logger.write(f"{config.model} ({job.num_params:,} parameters) on {config.dataset}: "
+                     f"steps {start}..{job.total_steps}, {job.par.device_count} device(s), "
+                     f"{jax.process_count()} process(es), parallelism={config.parallelism}")
+        dev_state, tracker, timing = _train(job, dev_state, ckpt, logger)
+        final = evaluate(job, dev_state)
+        logger.log_eval(job.total_steps, final)
+        summary = _summary(job, final, tracker, timing, logger, time.perf_counter() - t_start)
+        path = logger.write_summary(summary)
+        logger.close()
+        logger.write(f"test accuracy {100 * final['accuracy']:.2f}% after {job.total_steps} "
+                     f"steps, {summary['wall_seconds']:.1f} s; wrote {path}")
+        return job.par.host_state(dev_state)
+    finally:
+        ckpt.close()
+        if logger is not None:
+            logger.close()

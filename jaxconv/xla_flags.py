@@ -1,0 +1,147 @@
+"""XLA:CPU flags that make jaxconv's convolutions use every core; for entry points only.
+
+With jaxlib 0.10.x, XLA:CPU hands convolutions (and dots, elementwise ops, reductions around
+them) to its YNNPACK fusion, which ran on one core on our 2-core machine. Turning those
+fusions off sends convolutions to XLA's Eigen path, which uses every core. Measured by
+`benchmarks/train_step.py` (medians, interleaved, same run; `benchmarks/README.md`): train
+step 2.4-2.5x faster on the CIFAR StageNet, 2.1x with LCN, 1.3x on AlexNet, 1.2x on LeNet-5;
+3x3 convs reach 110-140 GFLOP/s instead of 25-60. Only the kernels change (results equal to
+float rounding; the project's functional, layer and model tests pass with the flags on); the
+flags are CPU-only, so GPU/TPU runs are unaffected.
+
+XLA reads `XLA_FLAGS` when the first backend starts (the first computation or
+`jax.devices()`), not when jax is imported, so an entry point calls
+`apply_cpu_performance_flags()` before it computes anything::
+
+    from jaxconv import xla_flags
+    xla_flags.apply_cpu_performance_flags()
+    import jax
+
+Importing this module changes nothing (it imports `jaxconv`, hence jax, but starts no
+backend); only the call does, as STYLE.md asks of library modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Each entry: (flag name, value). Value syntax: XLA's LibraryFusionType list, "-" removes a type.
+CPU_PERFORMANCE_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--xla_cpu_experimental_ynn_fusion_type",
+     "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"),
+)
+DISABLE_ENV = "JAXCONV_NO_XLA_FLAGS"  # set to 1 to make apply_cpu_performance_flags a no-op
+_CHECK_TIMEOUT_S = 120
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        return metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "jaxconv" / "xla_flags.json"
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(cache: dict) -> None:
+    try:
+        path = _cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:  # a read-only home: check again next time
+        pass
+
+
+def jaxlib_accepts(flags: str, *, use_cache: bool = True) -> bool:
+    """Whether the installed jaxlib starts its CPU backend with `XLA_FLAGS=flags`.
+
+    XLA aborts the whole process on an unknown flag or value, so the check runs in a child
+    Python (about a second); the answer is cached per jaxlib version in
+    `$XDG_CACHE_HOME/jaxconv/xla_flags.json` (default `~/.cache`).
+    """
+    version = _jaxlib_version()
+    if version is None:
+        return False
+    key = f"{version} {flags}"
+    cache = _read_cache() if use_cache else {}
+    if key in cache:
+        return bool(cache[key])
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import jax; jax.devices('cpu')"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=_CHECK_TIMEOUT_S,
+        )
+        accepted = proc.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False  # unknown: do not cache
+    if use_cache:
+        cache[key] = accepted
+        _write_cache(cache)
+    return accepted
+
+
+def _backends_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # private API moved: assume the worst
+        return True
+
+
+def apply_cpu_performance_flags(*, use_cache: bool = True) -> list[str]:
+    """Appends `CPU_PERFORMANCE_FLAGS` to `XLA_FLAGS` where they are safe and not yet chosen.
+
+    A flag is skipped when the user's `XLA_FLAGS` already names it (their value wins). Nothing
+    is applied when `JAXCONV_NO_XLA_FLAGS=1`, when `JAX_PLATFORMS` is set without "cpu", when
+    jax's backends have already started (too late: XLA has parsed its flags; a warning is
+    logged), or when the installed jaxlib rejects the flags (`jaxlib_accepts`).
+
+    Args:
+      use_cache: reuse / store the `jaxlib_accepts` answer on disk.
+
+    Returns:
+      The flags added (empty when none was).
+    """
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return []
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms and "cpu" not in platforms.lower().split(","):
+        return []
+    current = os.environ.get("XLA_FLAGS", "")
+    named = {f.split("=", 1)[0] for f in current.split()}
+    new = [f"{name}={value}" for name, value in CPU_PERFORMANCE_FLAGS if name not in named]
+    if not new:
+        return []
+    if _backends_started():
+        logger.warning("jax backends already started: XLA flags %s not applied (call "
+                       "apply_cpu_performance_flags before using jax)", new)
+        return []
+    if not jaxlib_accepts(" ".join(new), use_cache=use_cache):
+        logger.info("jaxlib %s rejects %s: not applied", _jaxlib_version(), new)
+        return []
+    os.environ["XLA_FLAGS"] = " ".join([current] + new).strip()
+    return new

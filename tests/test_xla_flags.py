@@ -1,0 +1,117 @@
+"""Tests for `jaxconv.xla_flags`: when the CPU flags are applied, and that they change kernels only.
+
+The effect on XLA needs a fresh process (flags are read once, when the backend starts), so those
+tests run small child Pythons: one with the flags, one without, on the same conv + ReLU + grad.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxconv import xla_flags
+
+REPO = Path(__file__).resolve().parent.parent
+FLAG_NAME, FLAG_VALUE = xla_flags.CPU_PERFORMANCE_FLAGS[0]
+FLAG = f"{FLAG_NAME}={FLAG_VALUE}"
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No XLA_FLAGS / JAX_PLATFORMS / opt-out, and a private cache directory."""
+    for name in ("XLA_FLAGS", "JAX_PLATFORMS", xla_flags.DISABLE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_import_changes_nothing():
+    code = ("import os, jaxconv.xla_flags; from jax._src import xla_bridge; "
+            "print(repr(os.environ.get('XLA_FLAGS')), xla_bridge.backends_are_initialized())")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["None", "False"]
+
+
+def test_opt_out(clean_env, monkeypatch):
+    monkeypatch.setenv(xla_flags.DISABLE_ENV, "1")
+    assert xla_flags.apply_cpu_performance_flags() == []
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_user_value_wins(clean_env, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", f"{FLAG_NAME}=-individual_convolution --xla_foo=1")
+    assert xla_flags.apply_cpu_performance_flags() == []
+    assert os.environ["XLA_FLAGS"] == f"{FLAG_NAME}=-individual_convolution --xla_foo=1"
+
+
+def test_not_applied_without_cpu_platform(clean_env, monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    assert xla_flags.apply_cpu_performance_flags() == []
+
+
+def test_too_late_once_backends_started(clean_env, caplog):
+    import jax
+
+    jax.devices()  # this test process's backend is running: XLA has read its flags
+    with caplog.at_level("WARNING", logger="jaxconv.xla_flags"):
+        assert xla_flags.apply_cpu_performance_flags() == []
+    assert "already started" in caplog.text
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_bogus_value_is_rejected_and_cached(clean_env):
+    bogus = f"{FLAG_NAME}=-no_such_fusion_type"
+    assert not xla_flags.jaxlib_accepts(bogus)
+    cache = (clean_env / "jaxconv" / "xla_flags.json").read_text()
+    assert "no_such_fusion_type" in cache and "false" in cache
+
+
+def test_installed_jaxlib_accepts_the_flags(clean_env):
+    assert xla_flags.jaxlib_accepts(FLAG, use_cache=False)
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    from jaxconv import xla_flags
+    if sys.argv[1] == "apply":
+        print("APPLIED", xla_flags.apply_cpu_performance_flags())
+    import jax, jax.numpy as jnp, numpy as np
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 16, 16, 16)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 16, 32)), jnp.float32) * 0.1
+    def loss(x, w):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jax.nn.relu(y + 0.1) ** 2)
+    f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    print("YNN", "ynn_fusion" in f.lower(x, w).compile().as_text())
+    value, (gx, gw) = f(x, w)
+    np.savez(sys.argv[2], value=value, gx=gx, gw=gw)
+""")
+
+
+def _child(mode, out, env):
+    proc = subprocess.run([sys.executable, "-c", _CHILD, mode, str(out)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_flags_move_convs_off_ynn_without_changing_results(clean_env, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    plain = _child("plain", tmp_path / "plain.npz", env)
+    applied = _child("apply", tmp_path / "apply.npz", env)
+    assert FLAG in applied
+    # The default pipeline fuses the conv into YNNPACK (where jaxlib has it); the flags remove it.
+    assert "YNN False" in applied
+    a, b = np.load(tmp_path / "plain.npz"), np.load(tmp_path / "apply.npz")
+    for key in ("value", "gx", "gw"):
+        np.testing.assert_allclose(a[key], b[key], rtol=2e-5, atol=1e-4 * np.abs(a[key]).max())
+    assert "YNN" in plain
