@@ -29,11 +29,6 @@ def _config(name: str, **overrides):
     return c
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 @pytest.mark.slow
 def test_default_config_learns_digits(digits_dir, tmp_path):
     """90 steps of batch 40 (2.4 epochs): metrics.json, TensorBoard, checkpoints, one trace."""

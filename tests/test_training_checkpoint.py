@@ -13,11 +13,6 @@ from jaxconv.training import Checkpointer
 N = 4
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 def _config(data_dir: str, num_train_steps: int):
     c = default_lib.get_config()
     c.data_dir = data_dir

@@ -16,11 +16,6 @@ LOSS_RTOL = 1e-5
 PARAM_ATOL, PARAM_RTOL = 5e-6, 1e-5
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 def _run(parallelism: str, devices, data_dir: str):
     config = default_lib.get_config()
     config.data_dir = data_dir
