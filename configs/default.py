@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_crop = "random_resized_crop"
     c.crop_resize_size = 0  # imagenet2012 only: shorter side before cropping (0: size*256/224).
     c.worker_count = 0  # grain worker processes for the host pipeline (0: read in-process).
+    # Train and evaluate on these labels only, renumbered 0..len-1 in this order (the model
+    # gets len(classes) outputs); () uses every class.
+    c.classes = ()
 
     # On-device random distortion of training images (jaxconv.data.Distortion), per dataset.
     c.distortion = ml_collections.ConfigDict()
@@ -51,6 +54,21 @@ def get_config() -> ml_collections.ConfigDict:
     c.model_kwargs.pool = "max"  # Pooling per stage: max, avg, l2 or none.
     c.model_kwargs.hidden = ()  # Hidden fully-connected layer sizes before the classifier.
     c.model_kwargs.dropout = 0.0  # Dropout rate before each fully-connected layer.
+
+    # --- Fine-tuning (jaxconv.transfer) ---
+    # Start from pretrained parameters (at most one of the two): parameters whose name and
+    # shape match are loaded, the others (a head for another class count) stay freshly
+    # initialized; the log lists both. Ignored when resuming from this workdir's checkpoint.
+    c.init = ml_collections.ConfigDict()
+    c.init.checkpoint = ""  # A training workdir, its checkpoints/ dir or a checkpoints/<step>.
+    c.init.torch_weights = ""  # torchvision .pth/.safetensors (model alexnet torchvision, vgg).
+    c.init.exclude = ()  # Path patterns kept freshly initialized even if they fit ("output/*").
+    # Parameters that get zero updates (optax.set_to_zero: no momentum, no weight decay).
+    c.freeze = ml_collections.ConfigDict()
+    c.freeze.first_layers = 0  # Freeze this many parameter layers from the input up.
+    c.freeze.patterns = ()  # ... and parameters whose path matches one of these ("stage1/*").
+    # Learning-rate factor for the unfrozen layers below the head (1.0: same rate as the head).
+    c.freeze.lower_lr_scale = 1.0
 
     # --- Optimization ---
     c.batch_size = 100  # Global batch size over all devices and processes.

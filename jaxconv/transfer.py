@@ -119,7 +119,7 @@ class LoadReport:
 
 
 def load_matching(model: nnx.Module, source: Mapping[str, np.ndarray] | nnx.State,
-                  *, strict_shapes: Sequence[str] = ()) -> LoadReport:
+                  *, strict_shapes: Sequence[str] = (), exclude: Sequence[str] = ()) -> LoadReport:
     """Copies pretrained parameters into `model` where names and shapes match, in place.
 
     A parameter whose shape differs (e.g. the classifier head for another number of classes)
@@ -129,6 +129,8 @@ def load_matching(model: nnx.Module, source: Mapping[str, np.ndarray] | nnx.Stat
       model: the freshly built model (updated in place).
       source: `{"stage1/conv/kernel": array}` or an nnx parameter `State` / nested dict.
       strict_shapes: parameter names that must load (a mismatch raises).
+      exclude: shell patterns (`output/*`): matching parameters are not loaded even when
+        they fit (a new head for new classes of the same count); reported as new.
 
     Raises:
       ValueError: nothing matched at all (wrong model for this checkpoint), or a `strict_shapes`
@@ -141,12 +143,13 @@ def load_matching(model: nnx.Module, source: Mapping[str, np.ndarray] | nnx.Stat
     loaded, new = [], []
     values = {}
     for name, leaf in target.items():
-        value = src.get(name)
+        skip = any(fnmatch.fnmatchcase(name, p) for p in exclude)
+        value = None if skip else src.get(name)
         if value is not None and tuple(np.shape(value)) == tuple(leaf.shape):
             values[name] = jax.numpy.asarray(value, leaf.dtype)
             loaded.append(name)
         else:
-            if name in strict_shapes:
+            if name in strict_shapes and not skip:
                 got = None if value is None else np.shape(value)
                 raise ValueError(f"parameter {name!r} could not be loaded: model shape "
                                  f"{leaf.shape}, source {got}")

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grain
@@ -120,6 +120,7 @@ def train_iterator(
     crop: ResizeCrop | None = None,
     read_threads: int | None = None,
     cache: bool | None = None,
+    classes: Sequence[int] | None = None,
 ) -> grain.DatasetIterator:
     """A checkpointable iterator over shuffled training batches of this process's shard.
 
@@ -141,6 +142,7 @@ def train_iterator(
         16 per example.
       cache: read the split into memory once and batch by gathering; None means yes for
         fixed-size datasets (digits, mnist, cifar10). Same batches either way.
+      classes: train on these labels only, renumbered ``0..len(classes)-1``; None: all.
 
     Returns:
       A grain iterator of ``{"image": uint8 (local_batch, H, W, C), "label": int32
@@ -161,7 +163,7 @@ def train_iterator(
         raise ValueError(f"worker_count must be >= 0, got {worker_count}.")
     crop = _resolve_crop(name, image_size, crop)
     cache = _resolve_cache(name, cache, crop)
-    _, (source,) = open_sources(name, data_dir, [get_spec(name).train_split])
+    _, (source,) = open_sources(name, data_dir, [get_spec(name).train_split], classes)
 
     # The global stream of example indices: one permutation per epoch, derived from `seed`.
     indices = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat(num_epochs)
@@ -222,6 +224,7 @@ def eval_batches(
     crop: ResizeCrop | None = None,
     read_threads: int | None = None,
     cache: bool | None = None,
+    classes: Sequence[int] | None = None,
 ) -> EvalBatches:
     """Padded batches covering every example of `split` exactly once, in order.
 
@@ -243,6 +246,7 @@ def eval_batches(
       read_threads: grain reader threads (0: synchronous); None: 1 cached, 16 per example.
       cache: read the split into memory once (here, at this call); None means yes for
         fixed-size datasets.
+      classes: evaluate on these labels only, renumbered as in `train_iterator`.
 
     Returns:
       `EvalBatches` of ``{"image": uint8 (local_batch, H, W, C), "label": int32
@@ -258,7 +262,7 @@ def eval_batches(
     crop = _resolve_crop(name, image_size, crop)
     cache = _resolve_cache(name, cache, crop)
     split = get_spec(name).test_split if split is None else split
-    builder, (source,) = open_sources(name, data_dir, [split])
+    builder, (source,) = open_sources(name, data_dir, [split], classes)
     num_examples = len(source)
     num_batches = -(-num_examples // batch_size)
     positions = grain.MapDataset.range(num_batches * batch_size)[shard_index::shard_count]

@@ -23,6 +23,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from jaxconv.data.digits import Digits
+from jaxconv.data.subsets import ClassSubset, check_classes, subset_names
 
 PathLike = str | os.PathLike
 
@@ -148,7 +149,8 @@ def _not_prepared_error(
 
 
 def open_sources(
-    name: str, data_dir: PathLike | None, splits: Sequence[str]
+    name: str, data_dir: PathLike | None, splits: Sequence[str],
+    classes: Sequence[int] | None = None,
 ) -> tuple[tfds.core.DatasetBuilder, list[Any]]:
     """Opens `splits` of dataset `name` as random-access TFDS data sources.
 
@@ -158,13 +160,15 @@ def open_sources(
       name: key in `DATASETS`.
       data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
       splits: TFDS split names, e.g. ``["train", "test"]``.
+      classes: keep only these labels, renumbered ``0..len(classes)-1`` (`ClassSubset`);
+        None keeps every class.
 
     Returns:
       ``(builder, sources)``, one data source per split; ``source[i]`` is a dict of numpy
       features (``"image"``: uint8 ``(H, W, C)``, ``"label"``: int).
 
     Raises:
-      ValueError: unknown dataset or split (TFDS lists the valid splits).
+      ValueError: unknown dataset or split (TFDS lists the valid splits), bad `classes`.
       FileNotFoundError: a built-in dataset is not prepared in `data_dir` (the message gives
         the command that prepares it).
       RuntimeError: it is prepared, but not as array_record.
@@ -184,6 +188,9 @@ def open_sources(
     except (KeyError, NotImplementedError, FileNotFoundError) as err:
         # Unprepared: KeyError (no splits); prepared as TFRecord: NotImplementedError.
         raise _not_prepared_error(name, data_dir, builder) from err
+    if classes is not None:
+        classes = check_classes(classes, builder.info.features["label"].num_classes, name)
+        sources = [ClassSubset(source, classes) for source in sources]
     return builder, sources
 
 
@@ -217,7 +224,8 @@ def image_shape(
 
 
 def ensure_prepared(
-    name: str, data_dir: PathLike | None, *, image_size: int | None = None
+    name: str, data_dir: PathLike | None, *, image_size: int | None = None,
+    classes: Sequence[int] | None = None,
 ) -> DatasetInfo:
     """Makes sure dataset `name` can be read from `data_dir` and describes it.
 
@@ -228,25 +236,28 @@ def ensure_prepared(
       name: key in `DATASETS`.
       data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
       image_size: output side for variable-size datasets (imagenet2012, default 224).
+      classes: describe only this subset of labels (see `open_sources`).
 
     Returns:
       The dataset's `DatasetInfo` (split sizes counted from the data sources).
 
     Raises:
-      ValueError: unknown dataset, or `image_size` for a fixed-size dataset.
+      ValueError: unknown dataset, `image_size` for a fixed-size dataset, bad `classes`.
       FileNotFoundError: a built-in dataset is not prepared; the message gives the command.
       RuntimeError: it is prepared, but not as array_record.
     """
     spec = get_spec(name)
-    builder, (train, test) = open_sources(name, data_dir, [spec.train_split, spec.test_split])
-    label = builder.info.features["label"]
+    builder, (train, test) = open_sources(name, data_dir, [spec.train_split, spec.test_split],
+                                          classes)
+    names = tuple(builder.info.features["label"].names)
+    names = names if classes is None else subset_names(names, classes)
     return DatasetInfo(
         name=name,
-        num_classes=label.num_classes,
+        num_classes=len(names),
         image_shape=image_shape(name, builder, image_size),
         num_train=len(train),
         num_test=len(test),
-        class_names=tuple(label.names),
+        class_names=names,
         train_split=spec.train_split,
         test_split=spec.test_split,
         mean=spec.mean,

@@ -221,8 +221,21 @@ def _some(names: list[str], limit: int = 20) -> str:
     return str(names) if len(names) <= limit else f"{names[:limit]} and {len(names) - limit} more"
 
 
-def _converted_params(abstract: Classifier, state: Mapping[str, np.ndarray]):
-    """Checks `state` against the abstract model; returns `({model_path: array}, report)`."""
+def convert_state_dict(abstract: Classifier, state: Mapping[str, np.ndarray]):
+    """A torchvision state dict in our names and layouts, checked against `abstract`.
+
+    Args:
+      abstract: `AlexNet(variant="torchvision")` or `VGG`, concrete or abstract (shapes only).
+      state: `{torch_name: array}` in torch layouts.
+
+    Returns:
+      `({model_path: float32 array}, ImportReport)`; model paths are `conv1.kernel`-style.
+      The head is left out when its class count differs from the model's.
+
+    Raises:
+      ValueError: the model has no torchvision layout.
+      WeightImportError: missing/unexpected keys or a shape mismatch.
+    """
     table = _conversions(abstract)
     head_prefix, head = list(torchvision_keys(abstract).items())[-1]
     head_keys = {f"{head_prefix}.weight", f"{head_prefix}.bias"}
@@ -294,7 +307,7 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
                           for k, v in model_kwargs.items()))
     setup = (name, num_classes, seed, kwargs)
     abstract = nnx.eval_shape(lambda: _build(setup))
-    params, report = _converted_params(abstract, state)
+    params, report = convert_state_dict(abstract, state)
     graphdef, abstract_state = nnx.split(abstract)
     flat = list(nnx.to_flat_state(abstract_state))
     rest = frozenset(p for p, _ in flat if ".".join(map(str, p)) not in params)

@@ -39,6 +39,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "train_crop": (str,),
     "crop_resize_size": (int,),
     "worker_count": (int,),
+    "classes": (tuple, list),
     "distortion.rotation_degrees": _NUMBER,
     "distortion.translate": _NUMBER,
     "distortion.scale": (tuple, list),
@@ -63,6 +64,12 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "optimizer.decay_factor": _NUMBER,
     "optimizer.final_lr_fraction": _NUMBER,
     "optimizer.grad_clip_norm": _NUMBER,
+    "init.checkpoint": (str,),
+    "init.torch_weights": (str,),
+    "init.exclude": (tuple, list),
+    "freeze.first_layers": (int,),
+    "freeze.patterns": (tuple, list),
+    "freeze.lower_lr_scale": _NUMBER,
     "parallelism": (str,),
     "log_every_steps": (int,),
     "eval_every_steps": (int,),
@@ -151,6 +158,31 @@ def _check_ranges(config: Config, device_count: int | None) -> None:
     if not all(isinstance(n, str) for n in opt["no_decay_names"]):
         raise _fail("optimizer.no_decay_names", tuple(opt["no_decay_names"]),
                     "must be parameter names (strings)")
+    _check_transfer(config)
+
+
+def _check_transfer(config: Config) -> None:
+    """``classes``, ``init`` and ``freeze`` (the fine-tuning keys)."""
+    classes = tuple(config["classes"])
+    if classes and (not all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+                    or len(set(classes)) != len(classes) or len(classes) < 2):
+        raise _fail("classes", classes, "must be () or at least 2 distinct integer labels")
+    init = config["init"]
+    if init["checkpoint"] and init["torch_weights"]:
+        raise _fail("init.torch_weights", init["torch_weights"],
+                    "cannot be combined with config.init.checkpoint; set one of them")
+    for key in ("checkpoint", "torch_weights"):
+        path = init[key]
+        if path and "://" not in path and not os.path.exists(os.path.expanduser(path)):
+            raise _fail(f"init.{key}", path, "does not exist")
+    freeze = config["freeze"]
+    if freeze["first_layers"] < 0:
+        raise _fail("freeze.first_layers", freeze["first_layers"], "must be >= 0")
+    if not all(isinstance(p, str) for p in freeze["patterns"]):
+        raise _fail("freeze.patterns", tuple(freeze["patterns"]),
+                    "must be shell patterns over parameter paths (strings)")
+    if not 0 < freeze["lower_lr_scale"] <= 1:
+        raise _fail("freeze.lower_lr_scale", freeze["lower_lr_scale"], "must be in (0, 1]")
 
 
 def _check_model_kwargs(config: Config) -> None:

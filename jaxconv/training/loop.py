@@ -28,10 +28,11 @@ from flax import nnx
 from jaxconv import data
 from jaxconv.models import count_params, create_model
 from jaxconv.training import config as config_lib
+from jaxconv.training import finetune, parallel, steps
 from jaxconv.training import optimizer as optimizer_lib
-from jaxconv.training import parallel, steps
 from jaxconv.training.checkpoint import Checkpointer
 from jaxconv.training.logs import MetricLogger, StepMetrics
+from jaxconv.training.run_info import write_run_info
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
 
 
@@ -50,6 +51,8 @@ class Job:
     eval_ds: data.EvalBatches
     total_steps: int
     num_params: int
+    model_kwargs: dict[str, Any]
+    init_report: Any = None  # jaxconv.transfer.LoadReport when config.init was loaded.
 
 
 def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Distortion,
@@ -90,9 +93,8 @@ def _crop(config, name: str) -> data.ResizeCrop | None:
     )
 
 
-def _build_model(config, info: data.DatasetInfo) -> nnx.Module:
+def _build_model(config, kwargs: dict[str, Any]) -> nnx.Module:
     params_key, dropout_key, _ = root_keys(config.seed)
-    kwargs = config_lib.model_kwargs(config, info)
 
     def build():
         return create_model(config.model, rngs=nnx.Rngs(params=params_key, dropout=dropout_key),
@@ -108,13 +110,16 @@ def _build_model(config, info: data.DatasetInfo) -> nnx.Module:
         ) from err
 
 
-def setup(config, *, wrap: Callable | None = None, devices: list | None = None) -> Job:
+def setup(config, *, wrap: Callable | None = None, devices: list | None = None,
+          pretrained: bool = True) -> Job:
     """Validates `config` and builds the job (dataset, model, optimizer, steps, iterators).
 
     Args:
       config: a ConfigDict shaped like ``configs/default.py``.
       wrap: see `build_step_fns`.
       devices: the devices to train on (this process's, for pmap); None: all of them.
+      pretrained: load ``config.init``'s parameters (False when a checkpoint of this run
+        will be restored over them anyway).
 
     Raises:
       ConfigError: a bad config value (one-line message naming it).
@@ -125,13 +130,18 @@ def setup(config, *, wrap: Callable | None = None, devices: list | None = None) 
     config_lib.validate_config(config, device_count=par.device_count)  # + batch splits.
     data_dir = config_lib.data_dir(config)
     crop = _crop(config, config.dataset)
-    info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size)
+    classes = tuple(config.classes) or None
+    info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size,
+                                classes=classes)
     total = config_lib.total_steps(config, info.num_train)
     per_epoch = config_lib.steps_per_epoch(config, info.num_train)
-    model = _build_model(config, info)
-    model_def, params = split_model(model)
+    kwargs = config_lib.model_kwargs(config, info)
+    model = _build_model(config, kwargs)
+    init_report = finetune.load_pretrained(model, config) if pretrained else None
     tx = optimizer_lib.make_optimizer(config.optimizer, steps_per_epoch=per_epoch,
                                       total_steps=total)
+    tx = finetune.freeze_optimizer(tx, model, config)
+    model_def, params = split_model(model)
     schedule = optimizer_lib.make_schedule(config.optimizer, steps_per_epoch=per_epoch,
                                            total_steps=total)
     state = create_train_state(params, tx, root_keys(config.seed)[2])
@@ -139,12 +149,12 @@ def setup(config, *, wrap: Callable | None = None, devices: list | None = None) 
                                        config_lib.make_distortion(config), info, wrap=wrap)
     train_it = data.train_iterator(
         config.dataset, data_dir, global_batch_size=config.batch_size, seed=config.seed,
-        worker_count=config.worker_count, crop=crop,
+        worker_count=config.worker_count, crop=crop, classes=classes,
     )
     eval_ds = data.eval_batches(config.dataset, data_dir, batch_size=config.eval_batch_size,
-                                crop=crop)
+                                crop=crop, classes=classes)
     return Job(config, info, par, model_def, state, train_fn, eval_fn, train_it, eval_ds,
-               total, count_params(model))
+               total, count_params(model), kwargs, init_report)
 
 
 def evaluate(job: Job, dev_state: Any) -> dict[str, float]:
@@ -242,6 +252,10 @@ def _summary(job: Job, final: dict, tracker: StepMetrics, timing: dict, logger: 
     }
 
 
+def _plain(config) -> dict[str, Any]:
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+
 def train_and_evaluate(
     config, workdir: str | os.PathLike, *, devices: list | None = None,
     wrap_steps: Callable | None = None,
@@ -265,11 +279,16 @@ def train_and_evaluate(
     """
     t_start = time.perf_counter()
     workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
-    job = setup(config, wrap=wrap_steps, devices=devices)
+    config_lib.validate_config(config)  # Before anything is written to the workdir.
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     logger = None
     try:
+        job = setup(config, wrap=wrap_steps, devices=devices,
+                    pretrained=ckpt.latest_step() is None)
+        if jax.process_index() == 0:
+            write_run_info(workdir, model=config.model, model_kwargs=job.model_kwargs,
+                           dataset=job.info, config=_plain(config))
         dev_state = _restore(job, ckpt, job.par.put_state(job.state))
         start = _current_step(job, dev_state)
         logger = MetricLogger(workdir, total_steps=job.total_steps, initial_step=start,
@@ -277,6 +296,9 @@ def train_and_evaluate(
         logger.write(f"{config.model} ({job.num_params:,} parameters) on {config.dataset}: "
                      f"steps {start}..{job.total_steps}, {job.par.device_count} device(s), "
                      f"{jax.process_count()} process(es), parallelism={config.parallelism}")
+        if job.init_report is not None:
+            source = config.init.checkpoint or config.init.torch_weights
+            logger.write(f"initialized from {source}: {job.init_report}")
         dev_state, tracker, timing = _train(job, dev_state, ckpt, logger)
         final = evaluate(job, dev_state)
         logger.log_eval(job.total_steps, final)
