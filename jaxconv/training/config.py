@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxconv.data import DATASETS, DatasetInfo, Distortion
+from jaxconv.data import DATASETS, DatasetInfo, Distortion, ResizeCrop
 from jaxconv.data.transforms import TRAIN_MODES
 from jaxconv.models import MODELS
 
@@ -76,6 +76,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "checkpoint_every_steps": (int,),
     "keep_checkpoints": (int,),
     "progress_bar": (bool,),
+    "write_plots": (bool,),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": tuple(sorted(DATASETS)),
@@ -171,10 +172,6 @@ def _check_transfer(config: Config) -> None:
     if init["checkpoint"] and init["torch_weights"]:
         raise _fail("init.torch_weights", init["torch_weights"],
                     "cannot be combined with config.init.checkpoint; set one of them")
-    for key in ("checkpoint", "torch_weights"):
-        path = init[key]
-        if path and "://" not in path and not os.path.exists(os.path.expanduser(path)):
-            raise _fail(f"init.{key}", path, "does not exist")
     freeze = config["freeze"]
     if freeze["first_layers"] < 0:
         raise _fail("freeze.first_layers", freeze["first_layers"], "must be >= 0")
@@ -234,6 +231,21 @@ def make_distortion(config: Config) -> Distortion:
         return Distortion(**d)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config.distortion: {err}") from err
+
+
+def make_crop(config: Config) -> ResizeCrop | None:
+    """The host resize/crop of ``config.dataset``'s images, or None for fixed-size datasets.
+
+    Variable-size datasets (imagenet2012) are cropped to ``config.image_size`` (0: the
+    dataset's default) after resizing the shorter side to ``config.crop_resize_size`` (0:
+    ``size * 256 / 224``); training uses ``config.train_crop``, eval the central crop.
+    """
+    default_size = DATASETS[config["dataset"]].default_image_size
+    if default_size is None:
+        return None
+    return ResizeCrop(image_size=config["image_size"] or default_size,
+                      train_mode=config["train_crop"],
+                      resize_size=config["crop_resize_size"] or None)
 
 
 def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
