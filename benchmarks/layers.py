@@ -7,19 +7,23 @@ Run from the repository root (CPU: about 2-3 minutes on 2 cores)::
     python benchmarks/layers.py --sections=lc,lcn --batch=64
     python benchmarks/layers.py --device=gpu --dtype=bfloat16   # see gpu.sh
 
+Ops with two lowerings (`jaxconv.functional.lowering`) are timed under both: "xla" (XLA's
+native ops, what GPU/TPU use) and "cpu" (the CPU-tuned forms, the default on CPU).
+
 Sections (`--sections`, comma-separated):
-  lc    locally-connected (`F.locally_connected2d`, and `levers.locally_connected2d_bmm`) vs
-        `F.conv2d` at the same shapes: time, and memory (XLA's temp buffer of the compiled
-        function next to the params and the patches it must hold).
+  lc    locally-connected (`F.locally_connected2d`: einsum "xla", position-major batched
+        matmul "cpu") vs `F.conv2d` at the same shapes: time, and memory (XLA's temp buffer of
+        the compiled function next to the params and the patches it must hold).
   lcn   a stage conv3x3 -> ReLU -> LCN -> 2x2 max pool vs the same stage without LCN: LCN's
-        share of the stage's forward+backward time (also with `levers.local_contrast_norm_
-        separable`).
-  pool  max pool (reshape path vs `lax.reduce_window`), overlapping 3/2 max pool (F vs
-        `levers.max_pool_separable`), L2 pooling, Gaussian-weighted L2 pooling (F's depthwise
-        conv vs `levers.lp_pool_slices`), feature L2 pooling (F vs
-        `levers.feature_pool_slices`), maxout.
-  conv  `F.conv2d` (lax.conv) vs `levers.conv2d_im2col`, float32 vs bfloat16 compute, at
-        LeNet's C1 and the CIFAR StageNet's three convs.
+        share of the stage's forward+backward time (one-channel convs "xla", separable
+        shifted slices "cpu").
+  pool  max pool (reshape path vs `levers.max_pool_reduce_window`), overlapping 3/2 max pool
+        (reduce_window "xla", separable slices "cpu"), L2 pooling, Gaussian-weighted L2
+        pooling (depthwise conv "xla", weighted slices "cpu"), feature L2 pooling (F vs
+        `levers.feature_pool_slices`, which lacks F's overflow scaling), maxout.
+  conv  lax.conv (`F.conv2d` under "xla") vs `levers.conv2d_im2col`, float32 vs bfloat16
+        compute, at LeNet's C1 and the CIFAR StageNet's three convs (on CPU, `F.conv2d`
+        itself uses im2col for LeNet's single-channel C1).
 
 "fwd+bwd" is the VJP with respect to the input and the parameters with a fixed random
 cotangent (a `sum` loss would let XLA simplify the backward). Each group's variants are timed
@@ -121,6 +125,16 @@ def _ms(s):
     return f"{s * 1e3:.2f}"
 
 
+def _under(mode, f):
+    """`f` traced under `F.lowering(mode)`: the lowering is chosen when jit traces."""
+
+    def g(*args, **kwargs):
+        with F.lowering(mode):
+            return f(*args, **kwargs)
+
+    return g
+
+
 def _with_grads(f, x, params, seed):
     """Two cases for `f(x, *params)`: forward, and forward+backward with a random cotangent."""
     y = jax.eval_shape(f, x, *params)
@@ -147,27 +161,26 @@ def section_lc():
         def lc(x, w, k=k):
             return F.locally_connected2d(x, w, kernel_size=k)
 
-        def lc_bmm(x, w, k=k):
-            return levers.locally_connected2d_bmm(x, w, kernel_size=k)
-
+        variants = [("conv", conv, wc), ("lc xla", _under("xla", lc), wl),
+                    ("lc cpu", _under("cpu", lc), wl)]
         cases = {}
-        for name, f, w in [("conv", conv, wc), ("lc", lc, wl), ("lc_bmm", lc_bmm, wl)]:
+        for name, f, w in variants:
             cases[f"{name} fwd"], cases[f"{name} fwd+bwd"] = _with_grads(f, x, (w,), 3)
         t = _time_group(cases)
         item = jnp.dtype(DTYPE).itemsize
         patches = n * oh * oh * k * k * c * item
-        for name, w in [("conv", wc), ("lc", wl), ("lc_bmm", wl)]:
+        for name, _, w in variants:
             fb = cases[f"{name} fwd+bwd"]
             rows.append([f"{n}x{h}x{h}x{c}->{o} k{k}", name, _ms(t[f"{name} fwd"]),
                          _ms(t[f"{name} fwd+bwd"]),
                          f"{t[f'{name} fwd+bwd'] / t['conv fwd+bwd']:.2f}x",
                          f"{w.size * item / MB:.1f}", f"{patches / MB:.1f}",
                          f"{(fb.temp_bytes or 0) / MB:.1f}"])
-        ratios.append(min(t["lc fwd+bwd"], t["lc_bmm fwd+bwd"]) / t["conv fwd+bwd"])
+        ratios.append(t["lc cpu fwd+bwd"] / t["conv fwd+bwd"])
     print(_common.format_table(
         ["shape", "op", "fwd ms", "fwd+bwd ms", "fwd+bwd / conv", "params MB",
          "patches MB", "XLA temp MB (fwd+bwd)"], rows))
-    print(f"LC / conv fwd+bwd time (best LC impl): {', '.join(f'{r:.1f}x' for r in ratios)}"
+    print(f"LC (cpu) / conv fwd+bwd time: {', '.join(f'{r:.1f}x' for r in ratios)}"
           " (target <= 3x)")
 
 
@@ -182,15 +195,15 @@ def section_lcn():
         def stage(lcn, k=k):
             def f(x, w):
                 y = jax.nn.relu(F.conv2d(x, w))
-                if lcn is not None:
-                    y = lcn(y, k)
+                if lcn:
+                    y = F.local_contrast_norm(y, k)
                 return F.max_pool(y, 2)
             return f
 
         cases = {}
-        for name, lcn in [("no LCN", None), ("LCN", F.local_contrast_norm),
-                          ("LCN separable", levers.local_contrast_norm_separable)]:
-            cases[name] = _with_grads(stage(lcn), x0, (w0,), 3)[1]
+        for name, lcn, mode in [("no LCN", False, "cpu"), ("LCN xla", True, "xla"),
+                                ("LCN cpu", True, "cpu")]:
+            cases[name] = _with_grads(_under(mode, stage(lcn)), x0, (w0,), 3)[1]
         t = _time_group(cases)
         for name in cases:
             share = (t[name] - t["no LCN"]) / t[name]
@@ -201,19 +214,20 @@ def section_lcn():
 
 
 def section_pool():
-    print("\n## Pooling (window 2, stride 2 unless noted); '(lever)' = levers.py")
+    print("\n## Pooling (window 2, stride 2 unless noted); xla / cpu = F.lowering")
     n = ARGS.batch
     rows = []
     g = F.gaussian_window(2)
     ops = {
         "max (reshape)": lambda x: F.max_pool(x, 2),
-        "max (reduce_window)": lambda x: levers.max_pool_reduce_window(x, 2),
-        "max 3/2 (F: reduce_window)": lambda x: F.max_pool(x, 3, 2),
-        "max 3/2 separable (lever)": lambda x: levers.max_pool_separable(x, 3, 2),
+        "max (reduce_window, lever)": lambda x: levers.max_pool_reduce_window(x, 2),
+        "max 3/2 xla (reduce_window)": _under("xla", lambda x: F.max_pool(x, 3, 2)),
+        "max 3/2 cpu (separable)": _under("cpu", lambda x: F.max_pool(x, 3, 2)),
         "L2 (p=2)": lambda x: F.lp_pool(x, 2.0, 2),
-        "L2 Gaussian (F: depthwise conv)": lambda x: F.lp_pool(x, 2.0, 2, weights=g),
-        "L2 Gaussian slices (lever)": lambda x: levers.lp_pool_slices(x, 2.0, 2, weights=g),
-        "feature L2 g=2 (F: reshape)": lambda x: F.feature_pool(x, 2),
+        "L2 Gaussian xla (depthwise conv)": _under("xla", lambda x: F.lp_pool(x, 2.0, 2,
+                                                                             weights=g)),
+        "L2 Gaussian cpu (slices)": _under("cpu", lambda x: F.lp_pool(x, 2.0, 2, weights=g)),
+        "feature L2 g=2": lambda x: F.feature_pool(x, 2),
         "feature L2 g=2 slices (lever)": lambda x: levers.feature_pool_slices(x, 2),
         "feature max g=2 (maxout)": lambda x: F.feature_pool(x, 2, p="max"),
     }
@@ -245,7 +259,8 @@ def section_conv():
         for dname, dt in [("f32", jnp.float32), ("bf16", jnp.bfloat16)]:
             x = _rand((n, h, h, c), 0, dt)
             w = _rand((k, k, c, o), 1, dt) * 0.1
-            for name, f in [("lax.conv", F.conv2d), ("im2col", levers.conv2d_im2col)]:
+            for name, f in [("lax.conv", _under("xla", F.conv2d)),
+                            ("im2col", levers.conv2d_im2col)]:
                 def fn(x, w, f=f, pad=pad):
                     return f(x, w, padding=pad)
                 cases[f"{name} {dname}"] = _with_grads(fn, x, (w,), 3)[1]

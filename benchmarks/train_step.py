@@ -15,12 +15,10 @@ reported figure is the median over all rounds.
 
 jax variants are `+`-joined tokens: `default` (XLA as installed), `ynn_off` (the YNNPACK fusion
 flags of jaxconv.xla_flags forced on), `apply` (the process calls
-`jaxconv.xla_flags.apply_cpu_performance_flags()` before importing jax), and the levers of
-`levers.py` swapped into `jaxconv.functional`: `im2col` (every conv as patches + one matmul),
-`conv_hybrid` (im2col only for single-channel inputs, else lax.conv), `pool_fast` (overlapping
-max pool as separable slice maxima, weighted Lp pool and feature pool as strided slices),
-`lcn_sep` (LCN window sums as separable slices), `levers` (= conv_hybrid+pool_fast+lcn_sep);
-`bf16` (convs and dense layers compute in bfloat16).
+`jaxconv.xla_flags.apply_cpu_performance_flags()` before importing jax), `xla`
+(`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
+forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
++ one matmul), `bf16` (convs and dense layers compute in bfloat16).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails).
 
 The step is the trainer's: softmax cross-entropy, SGD momentum 0.9 + coupled weight decay 5e-4
@@ -44,7 +42,7 @@ import _common
 import _models
 
 DEFAULT_MODELS = "lenet5,stagenet_cifar,alexnet"  # + stagenet_cifar_lcn (slower to compile)
-DEFAULT_JAX = "default,ynn_off,ynn_off+levers"
+DEFAULT_JAX = "default,ynn_off+xla,ynn_off"
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 
@@ -88,18 +86,10 @@ def _jax_worker(args):
     import jaxconv.functional as F
     from jaxconv import layers as L
 
-    if "levers" in tokens:
-        tokens |= {"conv_hybrid", "pool_fast", "lcn_sep"}
+    if "xla" in tokens:
+        F.set_lowering("xla")
     if "im2col" in tokens:
         F.conv2d = levers.conv2d_im2col
-    if "conv_hybrid" in tokens:
-        F.conv2d = levers.conv2d_hybrid
-    if "pool_fast" in tokens:
-        F.max_pool = levers.max_pool_separable
-        F.lp_pool = levers.lp_pool_slices
-        F.feature_pool = levers.feature_pool_slices
-    if "lcn_sep" in tokens:
-        F.local_contrast_norm = levers.local_contrast_norm_separable
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     runs = {}

@@ -2,6 +2,7 @@
 
 References: `torch.nn.functional.conv2d` (explicit padding), `lax.conv_general_dilated` (SAME)
 and a NumPy loop over the locally-connected formula; LC with equal kernels must equal conv2d.
+Tests of ops with two lowerings (`jaxconv.functional.lowering`) run under both.
 """
 
 import functools
@@ -29,6 +30,13 @@ GEOMETRIES = [
     (2, "SAME", (2, 1)),
     ((2, 1), "SAME", 1),
 ]
+
+
+@pytest.fixture(params=["xla", "cpu"])
+def lowering(request):
+    """Runs the test under each lowering (`F.lowering`); its jitted functions trace inside."""
+    with F.lowering(request.param):
+        yield request.param
 
 
 def _normal(shape, seed):
@@ -73,11 +81,12 @@ def _torch_conv(x, kernel, bias, stride, pads, dilation, groups):
 # ---------------------------------------------------------------- conv2d
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("stride, padding, dilation", [g for g in GEOMETRIES if g[1] != "SAME"])
-@pytest.mark.parametrize("groups", [1, 2])
-def test_conv2d_matches_torch(stride, padding, dilation, groups):
-    x = _normal((2, 7, 8, 4), 0)
-    kernel = _normal((3, 2, 4 // groups, 6), 1)
+@pytest.mark.parametrize("groups, cin", [(1, 4), (2, 4), (1, 1)])  # 1 channel: CPU im2col
+def test_conv2d_matches_torch(stride, padding, dilation, groups, cin):
+    x = _normal((2, 7, 8, cin), 0)
+    kernel = _normal((3, 2, cin // groups, 6), 1)
     bias = _normal((6,), 2)
     conv = functools.partial(F.conv2d, stride=stride, padding=padding, dilation=dilation,
                              groups=groups)
@@ -121,8 +130,10 @@ def test_conv2d_promotes_mixed_dtypes():
     np.testing.assert_array_equal(y[0, 1:3, 1:3, 0], 19.0)
 
 
-def test_conv2d_grads():
-    x, kernel, bias = _normal((2, 5, 6, 2), 5), _normal((3, 2, 2, 3), 6), _normal((3,), 7)
+@pytest.mark.usefixtures("lowering")
+@pytest.mark.parametrize("cin", [2, 1])
+def test_conv2d_grads(cin):
+    x, kernel, bias = _normal((2, 5, 6, cin), 5), _normal((3, 2, cin, 3), 6), _normal((3,), 7)
     conv = jax.jit(functools.partial(F.conv2d, stride=(2, 1), padding="SAME", dilation=(1, 2)))
     check_grads(conv, (x, kernel, bias), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
 
@@ -193,6 +204,7 @@ def _lc_reference(x, kernel, bias, stride, pads, dilation):
     return y if bias is None else y + np.asarray(bias, np.float64)
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("stride, padding, dilation", GEOMETRIES)
 def test_locally_connected_matches_numpy_loop(stride, padding, dilation):
     x = _normal((2, 6, 7, 3), 8)
@@ -208,6 +220,7 @@ def test_locally_connected_matches_numpy_loop(stride, padding, dilation):
     )
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("stride, padding, dilation", GEOMETRIES)
 def test_locally_connected_with_equal_kernels_is_conv(stride, padding, dilation):
     x = _normal((3, 7, 6, 4), 11)
@@ -223,6 +236,7 @@ def test_locally_connected_with_equal_kernels_is_conv(stride, padding, dilation)
     np.testing.assert_allclose(y_lc, y_conv, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("lowering")
 def test_locally_connected_grads():
     x, kernel, bias = _normal((2, 4, 5, 2), 14), _normal((4, 3, 2, 2, 2, 3), 15), _normal(
         (4, 3, 3), 16)
@@ -243,6 +257,7 @@ def _intermediate_sizes(jaxpr):
                     yield from _intermediate_sizes(inner)
 
 
+@pytest.mark.usefixtures("lowering")
 def test_locally_connected_memory_is_not_batch_times_params():
     # A broadcast-multiply-sum LC would build a (batch, out_h, out_w, kh, kw, C, O) array.
     n, kernel = 16, jnp.ones((6, 6, 3, 3, 4, 8))  # VALID on 8x8

@@ -1,7 +1,8 @@
 """Tests for `jaxconv.functional.normalization`: local contrast and local response normalization.
 
 LCN is checked against a float64 NumPy loop written from Jarrett et al. 2009's definition (with
-border renormalization), and for its invariances; LRN against `torch.nn.LocalResponseNorm`.
+border renormalization), and for its invariances, under both lowerings of
+`jaxconv.functional.lowering`; LRN against `torch.nn.LocalResponseNorm`.
 """
 
 import functools
@@ -17,11 +18,37 @@ from jaxconv import functional as F
 
 torch = pytest.importorskip("torch")
 
-# Module-level jitted ops: parametrized cases with the same shapes share one compilation.
-lcn = jax.jit(F.local_contrast_norm, static_argnames=("kernel_size", "sigma", "eps"))
-lcn_vjp = jax.jit(
-    lambda x, cotangent: jax.grad(lambda x: jnp.sum(F.local_contrast_norm(x, 5) * cotangent))(x)
-)
+
+def _traced_under(mode, f):
+    """`f` with its trace under lowering `mode` (the choice is made when jit traces)."""
+    @functools.wraps(f)  # keeps f's signature for jit's static_argnames
+    def g(*args, **kwargs):
+        with F.lowering(mode):
+            return f(*args, **kwargs)
+    return g
+
+
+def _lcn_grad(x, cotangent):
+    return jax.grad(lambda x: jnp.sum(F.local_contrast_norm(x, 5) * cotangent))(x)
+
+
+# Module-level jitted ops, one per lowering: parametrized cases with the same shapes share one
+# compilation.
+LCN = {m: jax.jit(_traced_under(m, F.local_contrast_norm),
+                  static_argnames=("kernel_size", "sigma", "eps")) for m in ("xla", "cpu")}
+LCN_VJP = {m: jax.jit(_traced_under(m, _lcn_grad)) for m in ("xla", "cpu")}
+
+
+@pytest.fixture(params=["xla", "cpu"])
+def lcn(request):
+    """`F.local_contrast_norm`, jitted, under each lowering (`jaxconv.functional.lowering`)."""
+    return LCN[request.param]
+
+
+@pytest.fixture(params=["xla", "cpu"])
+def lcn_vjp(request):
+    """The VJP of `F.local_contrast_norm(x, 5)`, jitted, under each lowering."""
+    return LCN_VJP[request.param]
 
 
 def _normal(shape, seed):
@@ -76,13 +103,13 @@ def _lcn_reference(x, kernel_size, sigma=None, eps=1e-4):
         ((2, 4, 5, 3), 1, None),  # 1x1: the mean over channels only
     ],
 )
-def test_lcn_matches_numpy_loop(shape, kernel_size, sigma):
+def test_lcn_matches_numpy_loop(shape, kernel_size, sigma, lcn):
     x = 2.0 * _normal(shape, 0) + 0.5
     y = lcn(x, kernel_size, sigma)
     np.testing.assert_allclose(y, _lcn_reference(x, kernel_size, sigma), rtol=1e-4, atol=1e-5)
 
 
-def test_lcn_eps_floor_matches_numpy_loop():
+def test_lcn_eps_floor_matches_numpy_loop(lcn):
     # Low-contrast image: sigma and its mean fall below eps, so eps is the divisor.
     x = 1e-3 * _normal((1, 6, 6, 2), 1)
     y = lcn(x, 3, eps=0.5)
@@ -92,20 +119,20 @@ def test_lcn_eps_floor_matches_numpy_loop():
 
 
 @pytest.mark.parametrize("a, b", [(0.5, 0.0), (3.0, -2.0), (1.0, 7.0), (20.0, 100.0)])
-def test_lcn_brightness_and_contrast_invariance(a, b):
+def test_lcn_brightness_and_contrast_invariance(a, b, lcn):
     x = _normal((2, 8, 9, 3), 2)
     np.testing.assert_allclose(lcn(a * x + b, 5), lcn(x, 5), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("value", [0.0, 0.5, -3.0, 0.1, 255.0])
-def test_lcn_of_constant_image_is_zero(value):
+def test_lcn_of_constant_image_is_zero(value, lcn):
     x = jnp.full((2, 7, 8, 3), value, jnp.float32)
     y = lcn(x)
     np.testing.assert_allclose(y, 0.0, atol=1e-3)
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 255.0])
-def test_lcn_gradient_is_finite_on_constant_images(value):
+def test_lcn_gradient_is_finite_on_constant_images(value, lcn_vjp):
     x = jnp.full((2, 7, 8, 3), value, jnp.float32)
     g = np.asarray(lcn_vjp(x, _normal(x.shape, 3)), np.float64)
     assert np.isfinite(g).all()
@@ -113,7 +140,7 @@ def test_lcn_gradient_is_finite_on_constant_images(value):
     np.testing.assert_allclose(g.sum(axis=(1, 2, 3)), 0.0, atol=1e-5 * np.abs(g).sum())
 
 
-def test_lcn_grads():
+def test_lcn_grads(lcn):
     check_grads(functools.partial(lcn, kernel_size=5), (_normal((2, 6, 5, 2), 4),), order=1,
                 modes=["rev"], atol=1e-2, rtol=1e-2)
 

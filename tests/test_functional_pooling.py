@@ -2,7 +2,8 @@
 
 References: PyTorch's max/avg/lp/adaptive-avg pools where they define the same thing (symmetric
 padding <= window / 2, VALID for Lp), a NumPy loop over the window for everything else (SAME,
-asymmetric padding, Lp weights, feature pooling), and closed forms.
+asymmetric padding, Lp weights, feature pooling), and closed forms. Tests of ops with two
+lowerings (`jaxconv.functional.lowering`) run under both (the `lowering` fixture).
 """
 
 import functools
@@ -16,9 +17,17 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxconv import functional as F
+from jaxconv.functional import pooling
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
+
+
+@pytest.fixture(params=["xla", "cpu"])
+def lowering(request):
+    """Runs the test under each lowering (`F.lowering`); its jitted functions trace inside."""
+    with F.lowering(request.param):
+        yield request.param
 
 
 def _normal(shape, seed):
@@ -89,6 +98,7 @@ TORCH_POOLS = {
 # ---------------------------------------------------------------- max / avg pooling
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("kind", sorted(POOLS))
 @pytest.mark.parametrize(
     "window, stride, padding",
@@ -104,6 +114,7 @@ def test_pool_matches_torch(kind, window, stride, padding):
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("kind", sorted(POOLS))
 @pytest.mark.parametrize(
     "window, stride, padding",
@@ -118,6 +129,7 @@ def test_pool_same_and_asymmetric_padding_match_numpy_loop(kind, window, stride,
     )
 
 
+@pytest.mark.usefixtures("lowering")
 def test_max_pool_never_takes_the_padding():
     # All-negative input: a zero (instead of -inf) pad would win the max at the borders.
     x = -1.0 - np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
@@ -143,11 +155,12 @@ def test_pool_default_stride_is_window():
     assert F.avg_pool(x, (2, 3)).shape == (1, 3, 3, 2)
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize(
     "op",
     [lambda x: F.max_pool(x, 2), lambda x: F.max_pool(x, 2, 1),
      lambda x: F.max_pool(x, (3, 2), 2, "SAME")],
-    ids=["tiled", "overlapping", "same"],  # reshape path, reduce_window path, padded
+    ids=["tiled", "overlapping", "same"],  # reshape path, reduce_window or slices, padded
 )
 def test_max_pool_grads(op):
     # Distinct values (a permutation spaced 0.1 apart) so no finite-difference step moves the max.
@@ -183,6 +196,7 @@ def test_lp_pool_matches_torch(p, signed, window, stride):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize(
     "p, window, stride, padding",
     [(1, 3, 1, "VALID"), (2, (3, 2), None, "SAME"), (3.5, 3, 2, 1),
@@ -196,6 +210,7 @@ def test_lp_pool_weights_match_numpy_loop(p, window, stride, padding):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("lowering")
 def test_lp_pool_gaussian_weights_and_unit_weights():
     x = _normal((1, 6, 6, 2), 8)
     g = F.gaussian_window(3)
@@ -213,6 +228,7 @@ def test_lp_pool_closed_form():
     assert F.lp_pool(x, 1, 2)[0, 0, 0, 0] == pytest.approx(7.0, rel=1e-6)
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize("p", [0.5, 1, 2, 3])  # each of _abs_pow's three branches
 @pytest.mark.parametrize("weights, padding", [(None, "VALID"), ("gaussian", 1)])
 def test_lp_pool_gradient_is_zero_on_zero_windows(p, weights, padding):
@@ -227,6 +243,7 @@ def test_lp_pool_gradient_is_zero_on_zero_windows(p, weights, padding):
     assert (g[:, 5:] > 0).all()
 
 
+@pytest.mark.usefixtures("lowering")
 @pytest.mark.parametrize(
     "p, weights", [(3, None), (1.5, "random"), (2, "gaussian")]
 )
@@ -272,6 +289,14 @@ def test_gaussian_window_closed_form(window, sigma):
     np.testing.assert_allclose(g, g[:, ::-1], rtol=1e-6)
     centroid = [float((g * r).sum()), float((g * c).sum())]
     np.testing.assert_allclose(centroid, [0.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("window, sigma", [(2, None), (5, None), (9, 1.3), ((3, 5), (0.7, 2.0))])
+def test_gaussian_factors_outer_is_gaussian_window(window, sigma):
+    g_rows, g_cols = pooling.gaussian_factors(window, sigma)
+    assert g_rows.sum() == pytest.approx(1.0) and g_cols.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(np.outer(g_rows, g_cols), F.gaussian_window(window, sigma),
+                               rtol=1e-6, atol=1e-8)
 
 
 def test_gaussian_window_peaks_at_the_centre():

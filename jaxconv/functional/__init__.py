@@ -1,9 +1,15 @@
 """Pure JAX ops for convolutional networks on NHWC arrays `(*batch, height, width, channels)`.
 
 Usable without any module system: every op is a function of arrays and static arguments and
-works under `jit`, `vmap` and `grad`.
+works under `jit`, `vmap` and `grad`. Some ops have a CPU-tuned lowering next to XLA's native
+one, chosen at trace time by platform; `set_lowering(mode)` / `with lowering(mode):` override it
+(`LOWERINGS`; see `lowering`'s docstring).
 """
 
+from jaxconv.functional._lowering import LOWERINGS as LOWERINGS  # re-exported, not ops
+from jaxconv.functional._lowering import get_lowering as get_lowering
+from jaxconv.functional._lowering import lowering as lowering
+from jaxconv.functional._lowering import set_lowering as set_lowering
 from jaxconv.functional.conv import conv2d, extract_patches, locally_connected2d
 from jaxconv.functional.normalization import local_contrast_norm, local_response_norm
 from jaxconv.functional.pooling import (
@@ -15,6 +21,8 @@ from jaxconv.functional.pooling import (
     max_pool,
 )
 
+# The ops. The lowering switch (`LOWERINGS`, `set_lowering`, `get_lowering`, `lowering`) is
+# importable from here too, but is not an op.
 __all__ = [
     "adaptive_avg_pool",
     "avg_pool",

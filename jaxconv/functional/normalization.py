@@ -6,10 +6,12 @@ all-zero and constant inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxconv.functional._args import (
@@ -19,7 +21,8 @@ from jaxconv.functional._args import (
     reduction_dtype,
     unflatten_batch,
 )
-from jaxconv.functional.pooling import gaussian_window, pow2_scale
+from jaxconv.functional._lowering import use_cpu_forms
+from jaxconv.functional.pooling import gaussian_factors, gaussian_window, pow2_scale
 
 # Below this weighted variance, sigma is taken as 0 (its sqrt would have an infinite gradient);
 # sigma < 1e-10 is far below any eps used in the max(c, sigma, eps) floor.
@@ -33,6 +36,30 @@ def _spatial_sum(x1, w):
         x1, w[:, :, None, None], (1, 1), ((k // 2, k // 2), (k // 2, k // 2)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
+
+
+def _separable_sum(x1, g_rows, g_cols):
+    """`_spatial_sum` with weights `outer(g_rows, g_cols)` (NumPy): k row then k column shifts.
+
+    2k multiply-adds per pixel instead of k^2, as elementwise ops XLA fuses; XLA:CPU ran the
+    one-channel convolution's backward slowly.
+    """
+    r = len(g_rows) // 2
+    h, w = x1.shape[1:3]
+    xp = jnp.pad(x1, ((0, 0), (r, r), (0, 0), (0, 0)))
+    rows = functools.reduce(jnp.add, (float(g) * xp[:, a:a + h] for a, g in enumerate(g_rows)))
+    rp = jnp.pad(rows, ((0, 0), (0, 0), (r, r), (0, 0)))
+    return functools.reduce(jnp.add, (float(g) * rp[:, :, b:b + w] for b, g in enumerate(g_cols)))
+
+
+def _border_coef(hw, g_rows, g_cols):
+    """NumPy `(1, H, W, 1)`: the window sum of ones (each axis's in-image weight, multiplied)."""
+    cover = []
+    for n, g in zip(hw, (g_rows, g_cols)):
+        r = len(g) // 2
+        inside = np.pad(np.ones(n), r)
+        cover.append(np.array([g @ inside[j:j + len(g)] for j in range(n)]))
+    return np.outer(*cover)[None, :, :, None]
 
 
 def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
@@ -49,6 +76,10 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     maps to 0. Each centred image is divided by a power of two near its largest |value| (exact
     in floating point; eps is divided by the same), so squares cannot overflow: any finite
     float32 input gives a finite output and gradient.
+
+    The window sums are one-channel convolutions, or with the CPU lowering
+    (`jaxconv.functional.lowering`) k row then k column shifted slices (the Gaussian is
+    separable) with `coef` a NumPy constant: same values up to rounding.
 
     Args:
       x: `(*batch, height, width, channels)` floating.
@@ -86,11 +117,21 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     scale = pow2_scale(jnp.abs(xf).max(axis=axes, keepdims=True))
     xf = xf / scale
     c = xf.shape[-1]
-    w = gaussian_window(kernel_size, sigma).astype(rd)
-    coef = _spatial_sum(jnp.ones((1,) + xf.shape[1:3] + (1,), rd), w)
-    mean = _spatial_sum(xf.sum(-1, keepdims=True), w / c) / coef
+    if use_cpu_forms():
+        g_rows, g_cols = gaussian_factors(kernel_size, sigma)
+        coef = jnp.asarray(_border_coef(xf.shape[1:3], g_rows, g_cols) * c, rd)
+
+        def window_mean(v):  # the weighted window mean over all channels
+            return _separable_sum(v.sum(-1, keepdims=True), g_rows, g_cols) / coef
+    else:
+        w = gaussian_window(kernel_size, sigma).astype(rd)
+        coef = _spatial_sum(jnp.ones((1,) + xf.shape[1:3] + (1,), rd), w)
+
+        def window_mean(v):
+            return _spatial_sum(v.sum(-1, keepdims=True), w / c) / coef
+    mean = window_mean(xf)
     v = xf - mean
-    var = _spatial_sum(jnp.square(v).sum(-1, keepdims=True), w / c) / coef
+    var = window_mean(jnp.square(v))
     positive = var > _TINY_VARIANCE
     std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
     image_mean = std.mean(axis=(1, 2), keepdims=True)

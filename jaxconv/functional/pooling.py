@@ -2,10 +2,15 @@
 
 All pools take NHWC `(*batch, height, width, channels)`; `stride` defaults to the window.
 Sums are taken in float32 (or wider) and cast back to the input dtype.
+
+Overlapping max pools and weighted Lp pools have two lowerings, chosen at trace time by
+`jaxconv.functional.lowering` (XLA's native ops on GPU/TPU, strided slices on CPU, where they
+ran 2-15x faster forward+backward: benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -19,11 +24,13 @@ from jaxconv.functional._args import (
     check_image,
     check_positive_int,
     flatten_batch,
+    output_size,
     reduction_dtype,
     resolve_padding,
     to_pair,
     unflatten_batch,
 )
+from jaxconv.functional._lowering import use_cpu_forms
 
 
 def _setup(x, window, stride, padding):
@@ -57,8 +64,35 @@ def _tiled(xf, window, pads):
     return xc.reshape(n, oh, window[0], ow, window[1], c)
 
 
+def _strided_taps(xp, axis, k, s, out):
+    """The k slices `xp[..., a + s*i, ...]` (i < out) along `axis`, for a = 0 .. k-1."""
+    taps = []
+    for a in range(k):
+        start, limit, strides = [0] * xp.ndim, list(xp.shape), [1] * xp.ndim
+        start[axis], limit[axis], strides[axis] = a, a + (out - 1) * s + 1, s
+        taps.append(lax.slice(xp, start, limit, strides))
+    return taps
+
+
+def _max_pool_slices(xf, window, stride, pads):
+    """Max over the kh row taps, then over the kw column taps, of -inf-padded `xf`.
+
+    Bit-identical to `reduce_window`. Its gradient is elementwise selects, where
+    `reduce_window`'s (`select_and_scatter`) ran 5-8x slower on XLA:CPU.
+    """
+    oh, ow = output_size(xf.shape[1:3], pads, window, stride)
+    xp = jnp.pad(xf, ((0, 0),) + pads + ((0, 0),), constant_values=-np.inf)
+    rows = functools.reduce(jnp.maximum, _strided_taps(xp, 1, window[0], stride[0], oh))
+    return functools.reduce(jnp.maximum, _strided_taps(rows, 2, window[1], stride[1], ow))
+
+
 def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     """Max pooling; padding never wins the max (it is -inf).
+
+    Non-overlapping unpadded pools reduce a reshaped view. Other pools use `lax.reduce_window`
+    or, with the CPU lowering (`jaxconv.functional.lowering`), a max of strided slices (same
+    values; at exact ties the gradient is split among the tied taps instead of going to the
+    first).
 
     Args:
       x: `(*batch, height, width, channels)`.
@@ -74,6 +108,8 @@ def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     tiles = _tiled(xf, w, pads) if s == w else None
     if tiles is not None:
         y = tiles.max(axis=(2, 4))
+    elif use_cpu_forms():
+        y = _max_pool_slices(xf, w, s, pads)
     else:
         y = _window_reduce(xf, -np.inf, lax.max, w, s, pads)
     return unflatten_batch(y, batch)
@@ -145,16 +181,12 @@ def _abs_pow(x, p):
     return jnp.where(nonzero, jnp.abs(jnp.where(nonzero, x, 1)) ** p, 0)
 
 
-def gaussian_window(window, sigma=None):
-    """Gaussian weights over a window, normalised to sum 1 (Sermanet et al. 2012's L2 pooling).
+def gaussian_factors(window, sigma=None):
+    """`(g_rows, g_cols)`, NumPy float64, each summing to 1: `gaussian_window`'s two factors.
 
-    Args:
-      window: int or `(kh, kw)`.
-      sigma: standard deviation in pixels, a float or `(sh, sw)`; default `0.25 * window`
-        (Torch7's `image.gaussian` default).
-
-    Returns:
-      `(kh, kw)` float32 array, centred at `((kh-1)/2, (kw-1)/2)`, summing to 1.
+    The window is a product of per-axis Gaussians, so `outer(g_rows, g_cols)` equals
+    `gaussian_window(window, sigma)` (up to rounding); NumPy, so they are constants under jit.
+    Arguments and errors as in `gaussian_window`.
     """
     k = to_pair(window, "window")
     if sigma is None:
@@ -169,7 +201,21 @@ def gaussian_window(window, sigma=None):
     if not min(sig) > 0:  # also rejects NaN
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
     axes = [np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2) / sd) ** 2) for n, sd in zip(k, sig)]
-    g = np.outer(axes[0], axes[1])
+    return axes[0] / axes[0].sum(), axes[1] / axes[1].sum()
+
+
+def gaussian_window(window, sigma=None):
+    """Gaussian weights over a window, normalised to sum 1 (Sermanet et al. 2012's L2 pooling).
+
+    Args:
+      window: int or `(kh, kw)`.
+      sigma: standard deviation in pixels, a float or `(sh, sw)`; default `0.25 * window`
+        (Torch7's `image.gaussian` default).
+
+    Returns:
+      `(kh, kw)` float32 array, centred at `((kh-1)/2, (kw-1)/2)`, summing to 1.
+    """
+    g = np.outer(*gaussian_factors(window, sigma))
     return jnp.asarray(g / g.sum(), jnp.float32)
 
 
@@ -192,7 +238,8 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
       p: the norm's power, > 0 (p = 1 sums |x|, p -> inf tends to max pooling).
       window, stride, padding: as in `max_pool`.
       weights: optional `(kh, kw)` non-negative weights, used as given (checked when
-        concrete).
+        concrete). The weighted sum is a depthwise convolution, or with the CPU lowering
+        (`jaxconv.functional.lowering`) a sum of weighted strided slices.
 
     Returns:
       `(*batch, out_h, out_w, channels)`.
@@ -215,13 +262,28 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
         weights = jnp.asarray(weights, rd)
         if weights.shape != w:
             raise ValueError(f"weights must have the window's shape {w}, got {weights.shape}")
-        c = xf.shape[-1]
-        kernel = jnp.broadcast_to(weights[:, :, None, None], w + (1, c))
-        total = lax.conv_general_dilated(
-            powered, kernel, s, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=c,
-        )
+        total = _weighted_window_sum(powered, weights, w, s, pads)
     return unflatten_batch((_safe_root(total, p) * scale).astype(x.dtype), batch)
+
+
+def _weighted_window_sum(v, weights, window, stride, pads):
+    """`sum_{a,b} weights[a, b] * v_padded[:, i*sh + a, j*sw + b, :]`, zero padding.
+
+    XLA's lowering is a depthwise convolution; the CPU lowering sums the kh*kw weighted strided
+    slices in one fused loop (25x faster forward+backward on XLA:CPU).
+    """
+    if not use_cpu_forms():
+        kernel = jnp.broadcast_to(weights[:, :, None, None], window + (1, v.shape[-1]))
+        return lax.conv_general_dilated(
+            v, kernel, stride, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=v.shape[-1],
+        )
+    oh, ow = output_size(v.shape[1:3], pads, window, stride)
+    vp = jnp.pad(v, ((0, 0),) + pads + ((0, 0),))
+    terms = (weights[a, b] * tap
+             for a, row in enumerate(_strided_taps(vp, 1, window[0], stride[0], oh))
+             for b, tap in enumerate(_strided_taps(row, 2, window[1], stride[1], ow)))
+    return functools.reduce(jnp.add, terms)
 
 
 def _check_weights(weights):
