@@ -6,6 +6,9 @@
     # Two processes on one machine (each runs this with its own --process_id):
     python train.py --config configs/default.py --workdir runs/mp \
         --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=0
+
+Run the same command again to resume from the newest readable checkpoint. On SIGTERM
+(preemption notice) it writes a checkpoint of the current step and exits with status 143.
 """
 
 from jaxconv import xla_flags

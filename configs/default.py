@@ -100,4 +100,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 300  # Save a checkpoint every this many steps (and at end).
     c.keep_checkpoints = 2  # How many recent checkpoints to keep.
     c.progress_bar = True  # tqdm progress bar on stderr (process 0).
+    # At the end of training, write PNGs to workdir/plots/ (process 0): filters, curves,
+    # confusion matrix, distortions, feature maps (`python -m jaxconv.plots` does it later).
+    c.write_plots = True
     return c

@@ -14,3 +14,20 @@ import pytest  # noqa: E402
 def digits_dir(tmp_path_factory):
     """One tfds data_dir per test session: the digits dataset is prepared into it once."""
     return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(digits_dir, tmp_path_factory):
+    """A workdir of one short training run (default config, 30 steps, plots written at the
+    end), shared by the inference and plotting tests (once per xdist worker)."""
+    # Imported here, not at the top: the XLA flags above must be set before JAX starts.
+    from configs import default
+    from jaxconv import training
+
+    config = default.get_config()
+    config.data_dir = digits_dir
+    config.num_train_steps = 30
+    config.progress_bar = False
+    workdir = tmp_path_factory.mktemp("trained_run")
+    training.train_and_evaluate(config, workdir)
+    return str(workdir)

@@ -1,5 +1,7 @@
 """jaxconv.predict: file predictions equal the eval computation; bad files get their own error."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -7,9 +9,13 @@ from flax import nnx
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from jaxconv import data, pretrained
 from jaxconv.data.distortions import normalize
+from jaxconv.data.transforms import center_crop
 from jaxconv.models import StageNet
 from jaxconv.predict import Predictor
+from jaxconv.training.run_info import RunInfo, load_trained_model
+from jaxconv.training.state import split_model
 
 MEAN, STD = (0.3058,), (0.3761,)
 
@@ -75,3 +81,86 @@ def test_array_input_errors(predictor_and_model):
         predictor.probabilities(np.zeros((2, 8, 8, 1), np.float32))
     with pytest.raises(ValueError, match=r"top_k must be in \[1, 10\]"):
         predictor.predict(np.zeros((1, 8, 8, 1), np.uint8), top_k=11)
+
+
+def _eval_probabilities(workdir, images):
+    """Softmax of the logits the trainer's eval path computes (`eval_step`'s two lines)."""
+    model, run = load_trained_model(workdir)
+    model_def, params = split_model(model)
+    images = data.normalize(images, run.dataset.mean, run.dataset.std)
+    return np.asarray(jax.nn.softmax(model_def.apply(params, images, train=False)))
+
+
+def _test_split(digits_dir):
+    """The digits test split as the eval pipeline yields it: uint8 images, int labels."""
+    (batch,) = data.eval_batches("digits", digits_dir, batch_size=297)
+    return batch["image"], batch["label"]
+
+
+@pytest.mark.slow
+def test_from_checkpoint_predicts_as_eval(trained_run, digits_dir):
+    """Same probabilities as the eval path, and the test accuracy metrics.json reports."""
+    predictor = Predictor.from_checkpoint(trained_run, batch_size=100)
+    assert predictor.class_names == tuple(str(i) for i in range(10))
+    assert predictor.image_shape == (8, 8, 1) and predictor.resize is None
+    images, labels = _test_split(digits_dir)
+    probs = predictor.probabilities(images)
+    want = _eval_probabilities(trained_run, images)
+    np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(probs.argmax(-1), want.argmax(-1))
+    with open(f"{trained_run}/metrics.json") as f:
+        accuracy = json.load(f)["test_accuracy"]
+    assert np.sum(probs.argmax(-1) == labels) == round(accuracy * len(labels))
+    assert len(predictor.predict(images[:2])[0]) == 5  # The default top-k.
+
+
+def test_from_checkpoint_without_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run.json not found"):
+        Predictor.from_checkpoint(tmp_path)
+
+
+def _rgb_model():
+    """A small classifier of 224x224 RGB images (3 classes)."""
+    return StageNet(3, input_shape=(224, 224, 3), features=(2,), lcn_kernel_size=None,
+                    pool_window=8, rngs=nnx.Rngs(0))
+
+
+def _rgb_file(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (300, 400, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    return rgb, str(tmp_path / "photo.png")
+
+
+def test_imagenet_runs_get_the_eval_crop(tmp_path):
+    """A run on a variable-size dataset: files get the eval pipeline's resize + central crop."""
+    config = {"dataset": "imagenet2012", "image_size": 0, "train_crop": "random_resized_crop",
+              "crop_resize_size": 0}
+    info = data.DatasetInfo("imagenet2012", 3, (224, 224, 3), 1, 1, ("a", "b", "c"), "train",
+                            "validation", mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    model = _rgb_model()
+    predictor = Predictor.for_run(model, RunInfo("stagenet", {}, info, config))
+    rgb, path = _rgb_file(tmp_path)
+    cropped = center_crop(rgb, data.ResizeCrop(image_size=224))
+    want = np.asarray(jax.nn.softmax(model(normalize(cropped[None], info.mean, info.std))))
+    np.testing.assert_allclose(predictor.probabilities(predictor.load(path)[None]), want,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_from_torch_uses_imagenet_eval_preprocessing(tmp_path, monkeypatch):
+    """Any-size RGB files are resized, cropped and normalized as `pretrained.imagenet_eval`."""
+    model = _rgb_model()
+    calls = []
+
+    def fake_from_torch(name, path, num_classes, **kwargs):
+        calls.append((name, path, num_classes, kwargs))
+        return model
+
+    monkeypatch.setattr(pretrained, "from_torch", fake_from_torch)
+    predictor = Predictor.from_torch("alexnet", "w.safetensors", class_names=["a", "b", "c"],
+                                     dropout=0.0)
+    assert calls == [("alexnet", "w.safetensors", 3, {"dropout": 0.0})]
+    rgb, path = _rgb_file(tmp_path)
+    (result,) = predictor.predict_files([path])
+    want = np.asarray(jax.nn.softmax(model(pretrained.imagenet_eval(rgb)[None])))[0]
+    assert [label for label, _ in result.top_k] == [["a", "b", "c"][j] for j in (-want).argsort()]
+    np.testing.assert_allclose(sorted(p for _, p in result.top_k), sorted(want), rtol=1e-5)

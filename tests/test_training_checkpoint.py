@@ -17,6 +17,7 @@ def _config(data_dir: str, num_train_steps: int):
     c = default_lib.get_config()
     c.data_dir = data_dir
     c.progress_bar = False
+    c.write_plots = False  # Tested once, in test_plots_workdir.py.
     c.batch_size = 20
     c.eval_batch_size = 100
     c.num_train_steps = num_train_steps

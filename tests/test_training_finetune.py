@@ -21,6 +21,7 @@ from jaxconv.training.run_info import read_run_info, restore_params
 def _config(name="default", **overrides):
     c = importlib.import_module(f"configs.{name}").get_config()
     c.progress_bar = False
+    c.write_plots = False
     for dotted, value in overrides.items():
         node = c
         *path, last = dotted.split("__")

@@ -82,6 +82,7 @@ def test_two_processes_train_to_identical_params(tmp_path):
     for key in p0:
         np.testing.assert_array_equal(p0[key], p1[key], err_msg=key)
     assert os.path.exists(os.path.join(workdir, "metrics.json"))
+    assert os.path.exists(os.path.join(workdir, "plots", "confusion.png"))  # By process 0.
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
 
     # The same global batches on this process's 4 devices: same params up to float rounding.

@@ -68,7 +68,8 @@ def plot_filters(kernel, path, *, title: str = "first-layer filters") -> str:
 def plot_curves(history: Sequence[Mapping[str, float]], path) -> str:
     """Training/eval curves from records `{"step": .., "train_loss": .., "test_accuracy": ..}`.
 
-    Losses are drawn on the left axis, accuracies on the right; missing keys are skipped.
+    Losses are drawn solid on the left axis, accuracies dashed on the right; train keys in
+    one colour, test keys in another; keys that are neither loss nor accuracy are skipped.
     """
     if not history:
         raise ValueError("history is empty: nothing to plot")
@@ -79,8 +80,11 @@ def plot_curves(history: Sequence[Mapping[str, float]], path) -> str:
         if not pts or not ("loss" in key or "accuracy" in key):
             continue
         steps, values = zip(*pts)
-        target = ax2 if "accuracy" in key else ax
-        target.plot(steps, values, marker="." if len(pts) < 30 else None, label=key)
+        accuracy = "accuracy" in key
+        (ax2 if accuracy else ax).plot(
+            steps, values, label=key, color="C0" if key.startswith("train") else "C1",
+            linestyle="--" if accuracy else "-", marker="o" if len(pts) < 30 else None,
+            markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax2.set_ylabel("accuracy")
@@ -100,14 +104,25 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
 
 
 def plot_confusion(matrix, path, class_names: Sequence[str] | None = None) -> str:
-    """Confusion matrix heat map with counts written in each cell."""
+    """Confusion matrix heat map with counts written in each cell.
+
+    Up to 30 classes the counts are written in the cells, up to 60 the class names label the
+    axes; the figure stops growing at 60 classes (ImageNet's 1000 stay a readable heat map).
+
+    Args:
+      matrix: `(classes, classes)` counts, `m[true, predicted]` (`confusion_matrix`).
+      path: PNG file to write.
+      class_names: tick labels; None: the class indices.
+    """
     m = np.asarray(matrix)
     n = m.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-    fig, ax = plt.subplots(figsize=(0.45 * n + 2, 0.45 * n + 1.5))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=90 if n > 12 else 0, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
+    side = 0.45 * min(n, 60)
+    fig, ax = plt.subplots(figsize=(side + 2, side + 1.5))
+    ax.imshow(m, cmap="Blues", interpolation="nearest")
+    if n <= 60:
+        ax.set_xticks(range(n), names, rotation=90 if n > 12 else 0, fontsize=7)
+        ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -161,4 +176,5 @@ def plot_feature_maps(maps: Mapping[str, np.ndarray], path, *, max_channels: int
             if c < fmap.shape[-1]:
                 ax.imshow(_unit_range(fmap[..., c]), cmap="viridis", interpolation="nearest")
         axes[r, 0].set_title(name, fontsize=7, loc="left")
+    fig.subplots_adjust(hspace=0.35)
     return _save(fig, path)

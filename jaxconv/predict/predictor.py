@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Sequence
 
@@ -11,8 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxconv import pretrained
 from jaxconv.data.distortions import normalize
+from jaxconv.data.transforms import center_crop
 from jaxconv.predict.images import ImageError, check_size, read_image
+from jaxconv.training.config import make_crop
+from jaxconv.training.run_info import RunInfo, load_trained_model
+
+# Labels per image when the caller does not say (fewer if the model has fewer classes).
+DEFAULT_TOP_K = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +50,9 @@ class Predictor:
       batch_size: images per jitted call; inputs are padded to it (one compilation).
       resize: optional `uint8 (h, w, c) -> uint8 image_shape` for variable-size inputs
         (ImageNet: resize 256 + centre crop 224); None requires files of `image_shape`.
+
+    Build one from a training workdir with `from_checkpoint`, from torchvision weights with
+    `from_torch`.
     """
 
     def __init__(self, model: nnx.Module, *, class_names: Sequence[str],
@@ -54,6 +65,58 @@ class Predictor:
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size, self.resize = batch_size, resize
         self._probs = jax.jit(self._probabilities)
+
+    @classmethod
+    def from_checkpoint(cls, workdir: str | os.PathLike, *, batch_size: int = 64) -> Predictor:
+        """The model of a training workdir (newest checkpoint) with its eval preprocessing.
+
+        Class names, image shape and normalization come from the run's ``run.json`` (its
+        dataset's metadata; with ``config.classes`` the names of the kept classes, in order);
+        variable-size datasets (imagenet2012) get the eval resize + central crop.
+
+        Args:
+          workdir: a directory ``train.py`` wrote (``run.json`` + ``checkpoints/``).
+          batch_size: images per jitted call.
+
+        Raises:
+          FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
+          ValueError: an unreadable checkpoint, or one that does not fit the model.
+        """
+        model, run = load_trained_model(workdir)
+        return cls.for_run(model, run, batch_size=batch_size)
+
+    @classmethod
+    def for_run(cls, model: nnx.Module, run: RunInfo, *, batch_size: int = 64) -> Predictor:
+        """`model` with the eval preprocessing of the training run `run` describes."""
+        data = run.dataset
+        crop = make_crop(run.config)
+        resize = None if crop is None else functools.partial(center_crop, crop=crop)
+        return cls(model, class_names=data.class_names, image_shape=data.image_shape,
+                   mean=data.mean, std=data.std, batch_size=batch_size, resize=resize)
+
+    @classmethod
+    def from_torch(cls, name: str, path: str | os.PathLike, *, class_names: Sequence[str],
+                   batch_size: int = 16, **model_kwargs) -> Predictor:
+        """torchvision's AlexNet / VGG from a local state dict, with ImageNet eval preprocessing.
+
+        Files of any size are resized (shorter side 256), centre-cropped to 224x224 RGB and
+        normalized with ImageNet's mean/std, as torchvision's eval transform does.
+
+        Args:
+          name: "alexnet", "vgg11" or "vgg16" (`jaxconv.pretrained.from_torch`).
+          path: the `.pth` / `.safetensors` file.
+          class_names: one per output (1000 ImageNet names for torchvision's files).
+          batch_size: images per jitted call.
+          **model_kwargs: passed to `jaxconv.pretrained.from_torch`.
+
+        Raises:
+          ValueError, FileNotFoundError: as `jaxconv.pretrained.from_torch`.
+        """
+        model = pretrained.from_torch(name, path, num_classes=len(class_names), **model_kwargs)
+        side = pretrained.preprocessing.CROP_SIZE
+        return cls(model, class_names=class_names, image_shape=(side, side, 3),
+                   mean=pretrained.IMAGENET_MEAN, std=pretrained.IMAGENET_STD,
+                   batch_size=batch_size, resize=pretrained.resize_center_crop)
 
     def _probabilities(self, state, images):
         model = nnx.merge(self.graphdef, state)
@@ -75,8 +138,18 @@ class Predictor:
             out.append(np.asarray(self._probs(self.state, padded))[:len(chunk)])
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
-    def predict(self, images, top_k: int = 5) -> list[tuple[tuple[str, float], ...]]:
-        """Top-k `(label, probability)` per image, most probable first."""
+    def predict(self, images, top_k: int | None = None) -> list[tuple[tuple[str, float], ...]]:
+        """Top-k `(label, probability)` per image, most probable first.
+
+        Args:
+          images: `(N, H, W, C)` uint8, as for `probabilities`.
+          top_k: labels per image; None: `DEFAULT_TOP_K` or the class count if smaller.
+
+        Raises:
+          ValueError: `top_k` outside [1, classes], or images of the wrong shape or dtype.
+        """
+        if top_k is None:
+            top_k = min(DEFAULT_TOP_K, len(self.class_names))
         if not 1 <= top_k <= len(self.class_names):
             raise ValueError(f"top_k must be in [1, {len(self.class_names)}], got {top_k}")
         probs = self.probabilities(images)
@@ -91,7 +164,7 @@ class Predictor:
             image = self.resize(image)
         return check_size(image, path, self.image_shape[:2])
 
-    def predict_files(self, paths: Sequence[str], top_k: int = 5) -> list[FilePrediction]:
+    def predict_files(self, paths: Sequence[str], top_k: int | None = None) -> list[FilePrediction]:
         """Predicts every readable file; a bad file gets its error, the others still run."""
         images, good, results = [], [], {}
         for path in paths:

@@ -4,7 +4,8 @@
 of the wrong type ends the program with one line naming the key, the value and what is
 valid (ml_collections would otherwise print an AttributeError traceback or absl a two-line
 usage error). `clean_errors` does the same for errors found after parsing (`ConfigError`, a
-dataset that is not prepared, a non-finite loss).
+dataset that is not prepared, a non-finite loss, an unusable checkpoint) and reports a
+preemption (SIGTERM: checkpoint written, exit status 143).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, NoReturn
 from absl import flags
 from absl import logging as absl_logging
 
+from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.parallel import DistributedArgumentError
+from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 CONFIG_FLAG = "config"
 EXIT_CODE = 2
@@ -118,12 +121,16 @@ def quiet_logging() -> None:
 def clean_errors() -> Iterator[None]:
     """Turns the errors a user can fix into an ``error: ...`` message, no traceback.
 
-    Exit status 2 for a bad config, 1 for a dataset that is not prepared or a non-finite
-    loss.
+    Exit status 2 for a bad config; 1 for a dataset that is not prepared, a non-finite loss
+    or an unusable checkpoint; `PREEMPTED_EXIT_CODE` (143) after SIGTERM, once the checkpoint
+    of the step reached is written (``stopped: ...`` on stderr).
     """
     try:
         yield
     except (ConfigError, DistributedArgumentError) as err:
         fail(str(err))
-    except (FileNotFoundError, NonFiniteLossError) as err:
+    except (FileNotFoundError, NonFiniteLossError, CheckpointError) as err:
         fail(str(err), code=1)
+    except Preempted as err:
+        print(f"stopped: {err}", file=sys.stderr, flush=True)
+        sys.exit(PREEMPTED_EXIT_CODE)

@@ -3,11 +3,14 @@
 1. Check the config (`validate_config`), prepare the dataset, build the model, optimizer and
    the host iterators (each process reads only its shard).
 2. Resume from the newest checkpoint in ``workdir/checkpoints`` if there is one (params,
-   optimizer state, step, RNG and iterator position: the run continues exactly).
+   optimizer state, step, RNG and iterator position: the run continues exactly); an
+   unreadable newest step falls back to an older one with a warning, a workdir of another
+   model or dataset raises `CheckpointError` (`jaxconv.training.checkpoint`).
 3. Train: the host loop only feeds batches and queues jitted steps; every
    ``log_every_steps`` (and before every checkpoint and eval) it fetches the queued metrics
    in one transfer, checks the loss is finite and logs. A non-finite loss stops the run with
-   `NonFiniteLossError` naming the step; the bad state is never saved.
+   `NonFiniteLossError` naming the step; the bad state is never saved. SIGTERM saves the
+   current step and raises `Preempted` (`jaxconv.training.preemption`).
 4. Evaluate on the whole test split (every example once) every ``eval_every_steps`` and at
    the end, checkpoint every ``checkpoint_every_steps`` and at the end, write
    ``workdir/metrics.json``.
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -23,16 +27,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxconv import data
 from jaxconv.models import count_params, create_model
 from jaxconv.training import config as config_lib
-from jaxconv.training import finetune, parallel, steps
+from jaxconv.training import finetune, parallel, preemption, steps
 from jaxconv.training import optimizer as optimizer_lib
-from jaxconv.training.checkpoint import Checkpointer
-from jaxconv.training.logs import MetricLogger, StepMetrics
-from jaxconv.training.run_info import write_run_info
+from jaxconv.training.checkpoint import Checkpointer, CheckpointError
+from jaxconv.training.logs import METRICS_FILE, MetricLogger, StepMetrics
+from jaxconv.training.run_info import RUN_FILE, read_run_info, write_run_info
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
 
 
@@ -84,15 +89,6 @@ def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Dist
     return par.compile_train(train), par.compile_eval(evaluate)
 
 
-def _crop(config, name: str) -> data.ResizeCrop | None:
-    if data.DATASETS[name].default_image_size is None:
-        return None
-    return data.ResizeCrop(
-        image_size=config.image_size or data.DATASETS[name].default_image_size,
-        train_mode=config.train_crop, resize_size=config.crop_resize_size or None,
-    )
-
-
 def _build_model(config, kwargs: dict[str, Any]) -> nnx.Module:
     params_key, dropout_key, _ = root_keys(config.seed)
 
@@ -129,7 +125,7 @@ def setup(config, *, wrap: Callable | None = None, devices: list | None = None,
     par = parallel.create(config.parallelism, devices)
     config_lib.validate_config(config, device_count=par.device_count)  # + batch splits.
     data_dir = config_lib.data_dir(config)
-    crop = _crop(config, config.dataset)
+    crop = config_lib.make_crop(config)
     classes = tuple(config.classes) or None
     info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size,
                                 classes=classes)
@@ -166,15 +162,43 @@ def evaluate(job: Job, dev_state: Any) -> dict[str, float]:
     return steps.summarize_eval(job.par.to_host(totals))
 
 
+def _identity(model: str, model_kwargs: dict, dataset: data.DatasetInfo) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote the workdir (JSON-normalized)."""
+    info = dataclasses.asdict(dataset)  # Identity, not the statistics (mean/std):
+    info = {k: info[k] for k in ("name", "num_classes", "image_shape", "class_names")}
+    return json.loads(json.dumps({"model": model, "model_kwargs": model_kwargs,
+                                  "dataset": info}))
+
+
+def _check_same_run(workdir: str, job: Job) -> None:
+    """Raises `CheckpointError` if ``workdir/run.json`` names another model or dataset."""
+    path = os.path.join(workdir, RUN_FILE)
+    if not os.path.exists(path):
+        return
+    saved = read_run_info(workdir)
+    theirs = _identity(saved.model, saved.model_kwargs, saved.dataset)
+    ours = _identity(job.config.model, job.model_kwargs, job.info)
+    for key, value in theirs.items():
+        if value != ours[key]:
+            raise CheckpointError(f"{workdir} holds a run with {key} {value} ({path}), this "
+                                  f"config has {ours[key]}: use a new --workdir")
+
+
 def _restore(job: Job, ckpt: Checkpointer, dev_state: Any) -> Any:
-    try:
-        restored = ckpt.restore_latest(job.par.host_state(dev_state), job.train_it)
-    except (ValueError, KeyError, TypeError) as err:
-        raise RuntimeError(
-            f"The checkpoint in {ckpt.directory} does not fit this config (another model, "
-            f"optimizer or dataset?): use a new --workdir. Orbax said: {err}"
-        ) from err
+    """The newest readable checkpoint's state on the devices (`dev_state` when there is none).
+
+    Raises:
+      CheckpointError: unusable checkpoints (`Checkpointer.restore_latest`), or none at all
+        in a workdir whose run already finished (``metrics.json``): restarting from step 0
+        would overwrite it.
+    """
+    restored = ckpt.restore_latest(job.par.host_state(dev_state), job.train_it)
     if restored is None:
+        metrics = os.path.join(os.path.dirname(ckpt.directory), METRICS_FILE)
+        if os.path.exists(metrics):
+            raise CheckpointError(f"{ckpt.directory} has no complete checkpoint, but {metrics} "
+                                  f"shows a run finished there: not starting over on top of "
+                                  f"it; use a new --workdir (or delete {metrics})")
         return dev_state
     state, job.train_it = restored
     return job.par.put_state(state)
@@ -185,12 +209,25 @@ def _current_step(job: Job, dev_state: Any) -> int:
 
 
 def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger) -> tuple:
-    """Runs the steps from the state's step to the end; returns (dev_state, tracker, timing)."""
+    """Runs the steps from the state's step to the end; returns (dev_state, tracker, timing).
+
+    Raises:
+      NonFiniteLossError: the loss or parameter norm became NaN or infinite.
+      Preempted: SIGTERM arrived (`preemption`); the checkpoint of the step reached was
+        written (and waited for) first.
+    """
+    with preemption.SigtermNotice() as notice:
+        return _run_steps(job, dev_state, ckpt, logger, notice)
+
+
+def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
+               notice: preemption.SigtermNotice) -> tuple:
     c = job.config
     step = _current_step(job, dev_state)
     tracker = StepMetrics(job.par.to_host, job.config.batch_size, logger)
     timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "train_steps": 0}
     first = step
+    preemption.fault_point("start", step)
     while step < job.total_steps:
         batch = job.par.put_batch(next(job.train_it))
         t0 = time.perf_counter()
@@ -198,6 +235,7 @@ def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger) -
         step += 1
         tracker.add(step, metrics)
         logger.advance()
+        preemption.fault_point("step", step)
         if step == first + 1:  # The one deliberate sync: time the compile, not the steps.
             jax.block_until_ready(metrics)
             timing["compile_seconds"] = time.perf_counter() - t0
@@ -206,18 +244,26 @@ def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger) -
         last = step == job.total_steps
         do_eval = last or (c.eval_every_steps > 0 and step % c.eval_every_steps == 0)
         do_save = last or step % c.checkpoint_every_steps == 0
-        if do_eval or do_save or step % c.log_every_steps == 0:
-            tracker.flush(step)
+        sync = do_eval or do_save or step % c.log_every_steps == 0
+        stop = notice.should_stop(sync)
+        if sync or stop:
+            tracker.flush(step)  # Checks the loss is finite before anything is saved.
         if last:
             timing["train_seconds"] = time.perf_counter() - t_train
             timing["train_steps"] = step - first - 1
-        if do_save:
+        if do_save or stop:
             ckpt.save(step, job.par.host_state(dev_state), job.train_it)
+            preemption.fault_point("save", step)
+        if stop:
+            ckpt.wait()
+            raise preemption.Preempted(f"SIGTERM received: saved the checkpoint of step {step} "
+                                       f"in {ckpt.directory}; run the same command to resume")
         if do_eval and not last:
             t_eval = time.perf_counter()
             logger.log_eval(step, evaluate(job, dev_state))
             t_train += time.perf_counter() - t_eval
             tracker.restart_clock()
+    preemption.fault_point("end", step)
     return dev_state, tracker, timing
 
 
@@ -252,6 +298,23 @@ def _summary(job: Job, final: dict, tracker: StepMetrics, timing: dict, logger: 
     }
 
 
+def _write_plots(workdir: str, job: Job, state: TrainState, logger: MetricLogger) -> None:
+    """``workdir/plots/*.png`` of the final parameters, drawn by process 0 alone (from a
+    process-local copy: no collective, no checkpoint read, which would wait for the others)."""
+    # Imported here: jaxconv.plots reads runs through this package (a cycle at import time).
+    from jaxconv.plots import write_all
+
+    if jax.process_index() != 0:
+        return
+    params = jax.tree.map(
+        lambda x: np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x),
+        state.params)
+    model = nnx.merge(job.model_def.eval_graph, params, job.model_def.rest, copy=True)
+    paths = write_all(workdir, model=model)
+    logger.write(f"wrote {len(paths)} plots to {os.path.dirname(paths[0])}" if paths
+                 else "wrote no plots")
+
+
 def _plain(config) -> dict[str, Any]:
     return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
@@ -276,6 +339,8 @@ def train_and_evaluate(
       ConfigError: a bad config value.
       FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
       NonFiniteLossError: the training loss became NaN or infinite.
+      CheckpointError: the workdir holds another model's run or no readable checkpoint.
+      Preempted: SIGTERM arrived; a checkpoint of the current step was written first.
     """
     t_start = time.perf_counter()
     workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
@@ -284,8 +349,10 @@ def train_and_evaluate(
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     logger = None
     try:
-        job = setup(config, wrap=wrap_steps, devices=devices,
-                    pretrained=ckpt.latest_step() is None)
+        resuming = ckpt.latest_step() is not None
+        job = setup(config, wrap=wrap_steps, devices=devices, pretrained=not resuming)
+        if resuming:
+            _check_same_run(workdir, job)
         if jax.process_index() == 0:
             write_run_info(workdir, model=config.model, model_kwargs=job.model_kwargs,
                            dataset=job.info, config=_plain(config))
@@ -307,7 +374,10 @@ def train_and_evaluate(
         logger.close()
         logger.write(f"test accuracy {100 * final['accuracy']:.2f}% after {job.total_steps} "
                      f"steps, {summary['wall_seconds']:.1f} s; wrote {path}")
-        return job.par.host_state(dev_state)
+        state = job.par.host_state(dev_state)
+        if config.write_plots:
+            _write_plots(workdir, job, state, logger)
+        return state
     finally:
         ckpt.close()
         if logger is not None:

@@ -1,0 +1,195 @@
+"""`write_all(workdir)`: every figure of a training run, as PNGs under ``workdir/plots/``.
+
+It reads what the run left: ``run.json`` and the newest checkpoint (`load_trained_model`),
+``metrics.json``'s history, and the run's dataset (``config.data_dir``, ``config.classes``).
+The trainer calls it at the end of training (``config.write_plots``);
+``python -m jaxconv.plots --workdir DIR`` calls it on demand.
+
+Figures (a figure that does not apply is skipped with a logged warning saying why):
+  - ``filters.png``: the first layer's convolution kernels (none if the first layer with
+    parameters is not a convolution).
+  - ``curves.png``: train/test loss and accuracy over the steps (needs ``metrics.json``).
+  - ``confusion.png``: the confusion matrix on the test split (at most
+    `MAX_CONFUSION_EXAMPLES` examples, in split order), same preprocessing as eval.
+  - ``distortions.png``: the run's training distortion applied to real training images.
+  - ``feature_maps.png``: one test image through every layer with a spatial output, except
+    elementwise activations and dropout: conv, LCN/LRN and pooling for a StageNet stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxconv import data
+from jaxconv.layers import Activation, Dropout
+from jaxconv.plots import figures
+from jaxconv.predict import predictor as predictor_lib
+from jaxconv.training import config as config_lib
+from jaxconv.training.logs import METRICS_FILE
+from jaxconv.training.run_info import RunInfo, load_trained_model, read_run_info
+
+PLOTS_DIR = "plots"
+MAX_CONFUSION_EXAMPLES = 10_000  # Enough for every class of ImageNet to show up ~10 times.
+NUM_DISTORTED_IMAGES = 6  # Rows of distortions.png ...
+NUM_DISTORTIONS = 5  # ... and distorted copies per row.
+
+_log = logging.getLogger(__name__)
+
+
+def first_conv_kernel(model: nnx.Module) -> tuple[str, np.ndarray] | None:
+    """``(layer_name, kernel (kh, kw, in, out))`` of the first layer with parameters, if a conv.
+
+    None when that layer is something else (a locally-connected or dense layer).
+    """
+    for name, layer in model.named_leaves():
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None:
+            kernel = np.asarray(kernel[...])
+            return (name, kernel) if kernel.ndim == 4 else None
+    return None
+
+
+def feature_maps(model: nnx.Module, image: np.ndarray, mean, std) -> dict[str, np.ndarray]:
+    """The input and every spatial layer output of one image, keyed by layer name.
+
+    Args:
+      model: a `jaxconv.models.Classifier` (a `Sequential`) in eval mode.
+      image: uint8 ``(H, W, C)``, as the dataset stores it.
+      mean, std: the dataset's normalization (`DatasetInfo.mean` / ``.std``).
+
+    Returns:
+      ``{"input": (H, W, C) normalized, "stage1.conv": (H', W', C'), ...}`` in call order;
+      elementwise activations, dropout and non-spatial (flattened, dense) outputs left out.
+    """
+    x = data.normalize(np.asarray(image)[None], mean, std)
+    graphdef, state = nnx.split(model)
+    # One compiled program (eager, LCN's many small ops take seconds).
+    outputs = jax.jit(lambda s, x: nnx.merge(graphdef, s).intermediates(x))(state, x)
+    maps = {"input": np.asarray(x[0])}
+    for name, layer in model.named_leaves():
+        out = outputs[name]
+        if out.ndim == 4 and not isinstance(layer, (Activation, Dropout)):
+            maps[name] = np.asarray(out[0])
+    return maps
+
+
+def _dataset_batches(run: RunInfo, split: str, batch_size: int, **kwargs) -> data.EvalBatches:
+    """The run's dataset (its classes, its eval crop) read in order by this process alone."""
+    config = run.config
+    return data.eval_batches(
+        config["dataset"], config_lib.data_dir(config), split=split, batch_size=batch_size,
+        shard_index=0, shard_count=1, crop=config_lib.make_crop(config),
+        classes=tuple(config.get("classes", ())) or None, **kwargs)
+
+
+def predict_test_split(predictor: predictor_lib.Predictor, run: RunInfo,
+                       max_examples: int = MAX_CONFUSION_EXAMPLES) -> tuple[np.ndarray, ...]:
+    """The test split in order, through `predictor` (eval preprocessing).
+
+    Returns:
+      ``(labels, predicted, first_image)``: int ``(n,)``, int ``(n,)`` with ``n`` at most
+      `max_examples`, and the first test image, uint8 ``(H, W, C)``.
+    """
+    labels, predicted, first = [], [], None
+    for batch in _dataset_batches(run, run.dataset.test_split, predictor.batch_size):
+        real = batch["mask"]  # The last batch is padded.
+        images = batch["image"][real]
+        first = images[0] if first is None else first
+        predicted.append(predictor.probabilities(images).argmax(-1))
+        labels.append(batch["label"][real])
+        if sum(map(len, labels)) >= max_examples:
+            break
+    return (np.concatenate(labels)[:max_examples], np.concatenate(predicted)[:max_examples],
+            first)
+
+
+def distorted_samples(run: RunInfo, num_images: int = NUM_DISTORTED_IMAGES,
+                      num_distortions: int = NUM_DISTORTIONS) -> tuple[np.ndarray, np.ndarray]:
+    """The first training images, ``(N, H, W, C)`` in [0, 1], and ``(K, N, H, W, C)`` copies
+    under the run's `Distortion` (`jaxconv.training.config.make_distortion`), copy ``k`` with
+    key ``fold_in(key(seed), k)``."""
+    batch = next(iter(_dataset_batches(run, run.dataset.train_split, num_images, cache=False)))
+    images = batch["image"][batch["mask"]].astype(np.float32) / 255.0
+    distortion = config_lib.make_distortion(run.config)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(run.config.get("seed", 0)),
+                                                    np.arange(num_distortions))
+    copies = jax.jit(jax.vmap(lambda k: data.distort(k, images, distortion)))(keys)
+    return images, np.asarray(copies)
+
+
+def _history(workdir: str) -> list[dict[str, Any]]:
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path) as f:
+            return json.load(f).get("history", [])
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{path} is not a valid metrics file ({err})") from err
+
+
+def _skip(what: str, why: str) -> None:
+    _log.warning("jaxconv.plots: no %s: %s", what, why)
+
+
+def write_all(workdir: str | os.PathLike, *, model: nnx.Module | None = None) -> list[str]:
+    """Writes the module docstring's figures to ``workdir/plots/``; returns the PNG paths.
+
+    Only this process reads and computes (no collectives): in a multi-process run, call it
+    on one process.
+
+    Args:
+      workdir: a directory ``train.py`` wrote (``run.json``, ``checkpoints/``, and
+        ``metrics.json`` once training finished).
+      model: the run's trained model with process-local parameters (the trainer passes its
+        final ones); None loads the newest checkpoint (`load_trained_model`).
+
+    Returns:
+      The paths written, in the module docstring's order (skipped figures are logged).
+
+    Raises:
+      FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
+      ValueError: an unreadable checkpoint, or one that does not fit the run's model.
+    """
+    workdir = os.fspath(workdir)
+    if model is None:
+        model, run = load_trained_model(workdir)
+    else:
+        run = read_run_info(workdir)
+    out = os.path.join(workdir, PLOTS_DIR)
+    written = []
+    kernel = first_conv_kernel(model)
+    if kernel is None:
+        _skip("filters.png", "the first layer is not a convolution")
+    else:
+        written.append(figures.plot_filters(kernel[1], os.path.join(out, "filters.png"),
+                                            title=f"first-layer filters ({kernel[0]})"))
+    history = _history(workdir)
+    if history:
+        written.append(figures.plot_curves(history, os.path.join(out, "curves.png")))
+    else:
+        _skip("curves.png", f"no history in {os.path.join(workdir, METRICS_FILE)}")
+    batch_size = run.config.get("eval_batch_size", 64)
+    predictor = predictor_lib.Predictor.for_run(model, run, batch_size=batch_size)
+    try:
+        labels, predicted, image = predict_test_split(predictor, run)
+        originals, distorted = distorted_samples(run)
+    except FileNotFoundError as err:  # The dataset is not where the run read it.
+        _skip("confusion, distortion or feature-map figures", str(err))
+        return written
+    info = run.dataset
+    matrix = figures.confusion_matrix(labels, predicted, info.num_classes)
+    written.append(figures.plot_confusion(matrix, os.path.join(out, "confusion.png"),
+                                          info.class_names))
+    written.append(figures.plot_distortions(originals, distorted,
+                                            os.path.join(out, "distortions.png")))
+    maps = feature_maps(model, image, info.mean, info.std)
+    written.append(figures.plot_feature_maps(maps, os.path.join(out, "feature_maps.png")))
+    return written

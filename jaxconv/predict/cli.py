@@ -1,0 +1,81 @@
+"""``python -m jaxconv.predict``: top-k labels for image files, from a training workdir.
+
+    python -m jaxconv.predict --workdir runs/default img1.png img2.jpg [--top-k 3] [--json]
+
+Prints one table row per file (or, with ``--json``, a JSON list of ``{"file", "top_k":
+[{"label", "probability"}]}``, plus ``"error"`` for a file that could not be predicted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from jaxconv.predict.predictor import FilePrediction, Predictor
+from jaxconv.training.cli import fail, quiet_logging
+
+EXIT_OK, EXIT_FILE_ERROR = 0, 1  # Exit status 2 (bad arguments or workdir) is `fail`'s.
+
+_EPILOG = """exit status: 0 every file was predicted; 1 some file could not be (unreadable, not
+an image, wrong size: its error is in the output, the other files are still predicted);
+2 bad arguments or a workdir without run.json / a checkpoint."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxconv.predict", epilog=_EPILOG,
+        description="Predict the top-k labels of image files with a trained jaxconv model: the "
+                    "newest checkpoint of --workdir, with the eval preprocessing and class "
+                    "names of its dataset.")
+    parser.add_argument("--workdir", required=True, help="a directory train.py wrote")
+    parser.add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="labels per file (default: 5, or the class count if smaller)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    return parser
+
+
+def format_table(results: Sequence[FilePrediction]) -> str:
+    """One aligned row per file: ``file  label (percent) ...``, or ``file  error: why``."""
+    k = max((len(r.top_k) for r in results), default=0)
+    header = ["file"] + [f"top-{i + 1}" for i in range(k)]
+    # 4 significant digits: a confident model's runners-up show as 0.0001887%, not 0.0%.
+    rows = [[r.file] + [f"{label} ({100 * p:.4g}%)" for label, p in r.top_k] for r in results]
+    widths = [max(len(row[i]) for row in [header] + rows if i < len(row))
+              for i in range(k + 1)]
+
+    def line(cells):
+        return "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths)).rstrip()
+
+    lines = [line(header)]
+    for r, row in zip(results, rows):
+        if r.error is None:
+            lines.append(line(row))
+        else:  # The error runs to the end of the line, without repeating the file name.
+            lines.append(f"{r.file:<{widths[0]}}  error: {r.error.removeprefix(r.file + ': ')}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI on `argv` (None: ``sys.argv[1:]``); returns the exit status.
+
+    Raises:
+      SystemExit: status 2 with one ``error: ...`` line for bad arguments or a bad workdir.
+    """
+    args = _parser().parse_args(argv)
+    quiet_logging()
+    try:
+        predictor = Predictor.from_checkpoint(args.workdir, batch_size=args.batch_size)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    n = len(predictor.class_names)
+    if args.top_k is not None and not 1 <= args.top_k <= n:
+        fail(f"--top-k={args.top_k}: must be in [1, {n}] (the model has {n} classes)")
+    results = predictor.predict_files(args.files, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=1))
+    else:
+        print(format_table(results))
+    return EXIT_FILE_ERROR if any(r.error is not None for r in results) else EXIT_OK
