@@ -1,7 +1,6 @@
 """End to end: the default config on the real digits (shrunk), each shipped config on mock data."""
 
 import glob
-import importlib
 import json
 import os
 
@@ -10,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from shipped_configs import load_config
 
 from jaxconv import training
 
@@ -17,25 +17,13 @@ SUMMARY_KEYS = {"step", "train_loss", "train_accuracy", "test_loss", "test_accur
                 "test_examples", "wall_seconds", "images_per_second", "history"}
 
 
-def _config(name: str, **overrides):
-    c = importlib.import_module(f"configs.{name}").get_config()
-    c.progress_bar = False
-    for dotted, value in overrides.items():
-        node = c
-        *path, last = dotted.split("__")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return c
-
-
 @pytest.mark.slow
 def test_default_config_learns_digits(digits_dir, tmp_path):
     """90 steps of batch 40 (2.4 epochs): metrics.json, TensorBoard, checkpoints, one trace."""
     chex.clear_trace_counter()
-    config = _config("default", data_dir=digits_dir, batch_size=40, eval_batch_size=100,
-                     num_train_steps=90, log_every_steps=10, eval_every_steps=30,
-                     checkpoint_every_steps=45)
+    config = load_config("default", data_dir=digits_dir, batch_size=40, eval_batch_size=100,
+                         num_train_steps=90, log_every_steps=10, eval_every_steps=30,
+                         checkpoint_every_steps=45)
     state = training.train_and_evaluate(config, tmp_path,
                                         wrap_steps=lambda f: chex.assert_max_traces(f, n=1))
     assert int(state.step) == 90
@@ -55,8 +43,8 @@ def test_default_config_learns_digits(digits_dir, tmp_path):
 @pytest.mark.parametrize("name", ["mnist_lenet5", "cifar10_stagenet", "imagenet_alexnet"])
 def test_shipped_config_runs_on_mock_data(name, tmp_path):
     """Each config as shipped (AlexNet at 227x227), on one device, batch 4, two steps."""
-    config = _config(name, data_dir=str(tmp_path / "tfds"), batch_size=4, eval_batch_size=8,
-                     num_train_steps=2, log_every_steps=1)
+    config = load_config(name, data_dir=str(tmp_path / "tfds"), batch_size=4,
+                         eval_batch_size=8, num_train_steps=2, log_every_steps=1)
     with tfds.testing.mock_data(num_examples=12):
         # One device: AlexNet's 61 M parameters replicated on 4 fake devices cost 4x.
         state = training.train_and_evaluate(config, tmp_path / "run", devices=jax.devices()[:1])

@@ -1,6 +1,5 @@
 """Fine-tuning from config (config.classes / init / freeze): the digits 0-4 -> 5-9 demo, errors."""
 
-import importlib
 import json
 import shutil
 
@@ -10,6 +9,7 @@ import optax
 import pytest
 from flax import nnx
 from safetensors.numpy import save_file
+from shipped_configs import load_config
 
 from jaxconv import training
 from jaxconv.models import VGG, StageNet
@@ -19,16 +19,7 @@ from jaxconv.training.run_info import read_run_info, restore_params
 
 
 def _config(name="default", **overrides):
-    c = importlib.import_module(f"configs.{name}").get_config()
-    c.progress_bar = False
-    c.write_plots = False
-    for dotted, value in overrides.items():
-        node = c
-        *path, last = dotted.split("__")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return c
+    return load_config(name, write_plots=False, **overrides)
 
 
 @pytest.mark.parametrize("overrides, match", [
