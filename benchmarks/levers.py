@@ -19,6 +19,7 @@ import numpy as np
 from jax import lax
 
 import jaxconv.functional as F
+from jaxconv.functional import conv as _conv
 from jaxconv.functional._args import (
     check_image,
     flatten_batch,
@@ -55,6 +56,20 @@ def conv2d_im2col(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1,
     if bias is not None:
         y = y + bias.astype(dtype)
     return unflatten_batch(y, batch)
+
+
+def conv2d_unbanded(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
+    """`F.conv2d` without the banded CPU form (`conv.banded_conv`): the lowering before it.
+
+    im2col for C_in = 1 on CPU, `lax.conv` otherwise; the reference the banded form was
+    measured against.
+    """
+    previous, _conv._BANDED_MAX_CIN = _conv._BANDED_MAX_CIN, 0
+    try:
+        return _LAX_CONV2D(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                           groups=groups)
+    finally:
+        _conv._BANDED_MAX_CIN = previous
 
 
 def max_pool_reduce_window(x, window, stride=None, padding="VALID"):

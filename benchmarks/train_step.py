@@ -18,7 +18,8 @@ flags of jaxconv.xla_flags forced on), `apply` (the process calls
 `jaxconv.xla_flags.apply_cpu_performance_flags()` before importing jax), `xla`
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
-+ one matmul), `bf16` (convs and dense layers compute in bfloat16).
++ one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
+conv), `bf16` (convs and dense layers compute in bfloat16).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails).
 
 The step is the trainer's: softmax cross-entropy, SGD momentum 0.9 + coupled weight decay 5e-4
@@ -90,6 +91,8 @@ def _jax_worker(args):
         F.set_lowering("xla")
     if "im2col" in tokens:
         F.conv2d = levers.conv2d_im2col
+    if "unbanded" in tokens:
+        F.conv2d = levers.conv2d_unbanded
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     runs = {}

@@ -287,3 +287,31 @@ def test_locally_connected_rejects(kernel_shape, bias_shape, kwargs, message):
     lc = functools.partial(F.locally_connected2d, **kwargs)
     with pytest.raises(ValueError, match=re.escape(message)):  # raised while tracing
         jax.eval_shape(lc, jnp.ones((2, 6, 6, 2)), jnp.ones(kernel_shape), bias)
+
+
+@pytest.mark.parametrize("stride, dilation, padding, cin", [
+    (1, 1, ((2, 2), (2, 2)), 1), (1, 1, ((0, 0), (0, 0)), 6), ((2, 1), (1, 2), ((1, 2), (0, 3)), 3),
+])
+def test_banded_conv_equals_lax_conv(stride, dilation, padding, cin):
+    """The CPU lowering's banded conv (LeNet's C1/C3): values and gradients of `lax.conv`."""
+    from jax import lax
+
+    from jaxconv.functional.conv import banded_conv
+
+    kx, kk = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(kx, (3, 14, 13, cin))
+    k = jax.random.normal(kk, (5, 4, cin, 7))
+    s, d = F._args.to_pair(stride, "s"), F._args.to_pair(dilation, "d")
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, s, padding, rhs_dilation=d,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def band(x, k):
+        return banded_conv(x, k, s, padding, d)
+
+    np.testing.assert_allclose(band(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
+    g_ref = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
+    g_band = jax.grad(lambda x, k: (band(x, k) ** 2).sum(), (0, 1))(x, k)
+    for a, b in zip(g_band, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)

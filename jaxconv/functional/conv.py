@@ -11,6 +11,7 @@ a matmul batched over positions with position-major patches.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxconv.functional._args import (
@@ -85,9 +86,12 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     bias = _check_bias(bias, (cout,))
     dtype = jnp.promote_types(x.dtype, kernel.dtype)  # lax.conv wants one dtype for both
     xf, batch = flatten_batch(x.astype(dtype))
-    if cin == 1 and use_cpu_forms():
-        # LeNet's C1 (5x5, 1 -> 6) train step ran 1.2-1.3x faster; from 3 input channels on,
-        # XLA:CPU's convolution wins or ties (benchmarks/README.md).
+    if use_cpu_forms() and _banded_fits(cin, groups, window, x.shape[-2] + sum(pads[1])):
+        # LeNet's C1 (1 -> 6) and C3 (6 -> 16), 5x5: XLA:CPU's convolution and the im2col
+        # patches both vectorise badly on so few channels (benchmarks/README.md).
+        y = banded_conv(xf, kernel.astype(dtype), s, pads, d)
+    elif cin == 1 and use_cpu_forms():
+        # A one-channel conv too wide for the banded form: patches + one matmul.
         y = im2col_conv(xf, kernel.astype(dtype), s, pads, d)
     else:
         y = lax.conv_general_dilated(
@@ -97,6 +101,47 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     if bias is not None:
         y = y + bias
     return unflatten_batch(y, batch)
+
+
+# The banded form multiplies by a `(kh*Wp*C, ow*O)` matrix that is zero except for kw of every
+# Wp rows, so it does Wp/kw times the convolution's FLOPs: worth it only for few, narrow
+# channels.
+_BANDED_MAX_CIN = 16
+_BANDED_MAX_WASTE = 8
+
+
+def _banded_fits(cin, groups, window, padded_width):
+    """Whether `banded_conv` is the CPU lowering of an ungrouped conv of this shape."""
+    return (groups == 1 and cin <= _BANDED_MAX_CIN
+            and padded_width <= _BANDED_MAX_WASTE * window[1])
+
+
+def banded_conv(xf, kernel, stride, pads, dilation):
+    """An ungrouped conv of `(N, H, W, C)` as kh row slices + one banded (Toeplitz) matmul.
+
+    `y[n, i] (ow*O) = concat_a xp[n, i*sh + a*dh] (kh*Wp*C) @ T`, with
+    `T[(a, v, c), (j, o)] = kernel[a, b, c, o]` where `v = j*sw + b*dw`, else 0. The operands
+    are whole padded rows (contiguous copies, no per-tap gather), the matmul is
+    `(N*oh, kh*Wp*C) @ (kh*Wp*C, ow*O)`, and the input gradient is that matmul transposed
+    plus kh row adds. `stride`, `dilation` are pairs and `pads` explicit; x and kernel share
+    one dtype.
+    """
+    n, h, w, c = xf.shape
+    kh, kw, _, cout = kernel.shape
+    oh, ow = output_size((h, w), pads, (kh, kw), stride, dilation)
+    xp = jnp.pad(xf, ((0, 0),) + pads + ((0, 0),))
+    wp = xp.shape[2]
+    rows = [
+        lax.slice(xp, (0, a * dilation[0], 0, 0),
+                  (n, a * dilation[0] + (oh - 1) * stride[0] + 1, wp, c), (1, stride[0], 1, 1))
+        for a in range(kh)
+    ]
+    r = jnp.stack(rows, axis=2).reshape(n * oh, kh * wp * c)
+    sel = np.zeros((wp, ow, kw), kernel.dtype)
+    for b in range(kw):
+        sel[np.arange(ow) * stride[1] + b * dilation[1], np.arange(ow), b] = 1
+    t = jnp.einsum("vjb,abco->avcjo", sel, kernel).reshape(kh * wp * c, ow * cout)
+    return (r @ t).reshape(n, oh, ow, cout)
 
 
 def im2col_conv(xf, kernel, stride, pads, dilation):
