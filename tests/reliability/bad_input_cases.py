@@ -1,0 +1,429 @@
+"""The bad-input table of `test_bad_input`: (target, bad input, expected message) cases.
+
+One `Case` per (public op / layer / model, bad input); built at import, run by the tests.
+"""
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxconv import functional as F
+from jaxconv import layers as L
+from jaxconv.models import VGG, AlexNet, LeNet5, StageNet
+
+H, W, C = 6, 7, 4
+IMAGE = jnp.zeros((2, H, W, C))
+NAN = float("nan")
+
+
+class Case(NamedTuple):
+    target: str  # op, layer or model name
+    what: str  # the bad input
+    call: Callable[[Any], Any]  # takes x (None for calls without an image)
+    match: str  # regex the message must contain
+    x: Any = IMAGE
+
+    @property
+    def id(self) -> str:
+        return f"{self.target}-{self.what}"
+
+
+def _esc(*parts: str) -> str:
+    """A regex for the literal fragments in order, anything between them."""
+    return ".*".join(re.escape(p) for p in parts)
+
+
+# ---------------------------------------------------------------- ops
+
+K = jnp.ones((3, 3, C, 2))
+LC_K = jnp.ones((H - 2, W - 2, 3, 3, C, 2))  # 3x3 VALID on 6x7 -> 4x5
+OPS = {  # every op of jaxconv.functional that takes images, with valid other arguments
+    "conv2d": lambda x: F.conv2d(x, K),
+    "extract_patches": lambda x: F.extract_patches(x, 3),
+    "locally_connected2d": lambda x: F.locally_connected2d(x, LC_K, kernel_size=3),
+    "max_pool": lambda x: F.max_pool(x, 2),
+    "avg_pool": lambda x: F.avg_pool(x, 3, 1, "SAME", count_include_pad=False),
+    "lp_pool": lambda x: F.lp_pool(x, 3, 3, 2, 1, weights=F.gaussian_window(3)),
+    "feature_pool": lambda x: F.feature_pool(x, 2),
+    "adaptive_avg_pool": lambda x: F.adaptive_avg_pool(x, (4, 3)),
+    "local_contrast_norm": lambda x: F.local_contrast_norm(x, 5),
+    "local_response_norm": lambda x: F.local_response_norm(x, 3),
+}
+
+# Bad images, for every image-taking op and layer: (what, x, message regex).
+BAD_IMAGES = [
+    ("rank1", jnp.zeros((5,)), _esc("rank >= 3 (*batch, height, width, channels)", "(5,)")),
+    ("rank2", jnp.zeros((H, W)), _esc("rank >= 3", f"got shape ({H}, {W})")),
+    ("uint8", jnp.zeros((2, H, W, C), jnp.uint8), _esc("floating array", "got dtype uint8")),
+    ("int32", jnp.zeros((2, H, W, C), jnp.int32), _esc("floating array", "got dtype int32")),
+    ("bool", jnp.zeros((2, H, W, C), bool), _esc("floating array", "got dtype bool")),
+    ("list", [[[1.0]]], _esc("must be an array (*batch, height, width, channels)", "list")),
+    ("zero-height", jnp.zeros((2, 0, W, C)), _esc("empty height/width/channel", f"(2, 0, {W}")),
+    ("zero-width", jnp.zeros((2, H, 0, C)), _esc("empty height/width/channel", f"{H}, 0, {C})")),
+    ("zero-channels", jnp.zeros((2, H, W, 0)), _esc("empty height/width/channel", f"{W}, 0)")),
+]
+IMAGE_CASES = [Case(op, what, OPS[op], match, x) for op in OPS for what, x, match in BAD_IMAGES]
+
+
+def _windowed(name: str, op, arg: str) -> list[Case]:
+    """Window/stride/padding cases for `op(x, window, stride, padding)`; `arg`: window's name."""
+    cases = [
+        ("window0", (0, 1, "VALID"), _esc(f"{arg} must be >= 1 on each axis, got 0")),
+        ("window-2", (-2, 1, "VALID"), _esc(f"{arg} must be >= 1 on each axis, got -2")),
+        ("window2.5", (2.5, 1, "VALID"), _esc(f"{arg} must be an int or a pair", "got 2.5")),
+        ("window(2,)", ((2,), 1, "VALID"), _esc(f"{arg} must be an int or a pair", "(2,)")),
+        ("window(2,2.5)", ((2, 2.5), 1, "VALID"), _esc(f"{arg} must hold ints, got (2, 2.5)")),
+        ("window>height", (8, 1, "VALID"), _esc(f"window 8 (dilated) is larger than the padded "
+                                                f"input {H} on height")),
+        ("window>width", ((1, 9), 1, 0), _esc(f"larger than the padded input {W} on width")),
+        ("stride0", (2, 0, "VALID"), _esc("stride must be >= 1 on each axis, got 0")),
+        ("stride-1", (2, -1, "VALID"), _esc("stride must be >= 1 on each axis, got -1")),
+        ("stride1.5", (2, 1.5, "VALID"), _esc("stride must be an int or a pair", "got 1.5")),
+        ("padding-1", (2, 1, -1), _esc("padding must be >= 0, got ((-1, -1), (-1, -1))")),
+        ("padding(0,-1)", (2, 1, ((0, 0), (0, -1))), _esc("padding must be >= 0", "width")),
+        ("padding=window", (2, 1, 2), _esc("padding ((2, 2), (2, 2)) is >= the window 2")),
+        ("padding>window", (3, 1, (0, 5)), _esc("padding ((0, 0), (5, 5)) is >= the window 3")),
+        ("padding'FULL'", (2, 1, "FULL"), _esc('padding must be "SAME", "VALID"', "'FULL'")),
+        ("paddingNone", (2, 1, None), _esc('padding must be "SAME"', "got None")),
+        ("paddingTrue", (2, 1, True), _esc('padding must be "SAME"', "got True")),
+        ("padding(1,2,3)", (2, 1, (1, 2, 3)), _esc("padding must be", "got (1, 2, 3)")),
+        ("padding(0.5,0)", (2, 1, (0.5, 0)), _esc("padding must be", "got (0.5, 0)")),
+        ("padding-float-pairs", (2, 1, ((1.5, 1), (1, 1))), _esc("padding must be",
+                                                                 "((1.5, 1), (1, 1))")),
+        ("padding-str-pairs", (2, 1, (("a", "b"), (0, 0))), _esc("padding must be", "'a'")),
+        ("padding((1,),(1,))", (2, 1, ((1,), (1,))), _esc("padding must be", "((1,), (1,))")),
+    ]
+    return [Case(name, what, lambda x, a=a: op(x, *a), match) for what, a, match in cases]
+
+
+def _conv(**kw):
+    kernel = kw.pop("kernel", K)
+    return lambda x: F.conv2d(x, kernel, kw.pop("bias", None), **kw)
+
+
+def _lc(**kw):
+    kernel, ks = kw.pop("kernel", LC_K), kw.pop("kernel_size", 3)
+    return lambda x: F.locally_connected2d(x, kernel, kw.pop("bias", None), kernel_size=ks, **kw)
+
+
+def _cases(target, op, table) -> list[Case]:
+    """`table`: (what, kwargs of `op`, regex) rows -> cases calling `op(x, **kwargs)`."""
+    return [Case(target, what, lambda x, kw=kw: op(x, **kw), match) for what, kw, match in table]
+
+
+def _no_image(target, op, table) -> list[Case]:
+    return [Case(target, what, lambda _, kw=kw: op(**kw), match, None)
+            for what, kw, match in table]
+
+
+OP_CASES = (
+    _windowed("max_pool", F.max_pool, "window")
+    + _windowed("avg_pool", F.avg_pool, "window")
+    + _windowed("lp_pool", lambda x, w, s, pad: F.lp_pool(x, 2, w, s, pad), "window")
+    + _windowed("extract_patches", lambda x, w, s, pad: F.extract_patches(
+        x, w, stride=s, padding=pad), "kernel_size")
+    + _windowed("locally_connected2d", lambda x, w, s, pad: F.locally_connected2d(
+        x, LC_K, kernel_size=w, stride=s, padding=pad), "kernel_size")
+    + [Case("conv2d", what, (lambda x, kw=kw: F.conv2d(x, K, **kw)), match) for what, kw, match in [
+        ("stride0", {"stride": 0}, _esc("stride must be >= 1 on each axis, got 0")),
+        ("stride-2", {"stride": (1, -2)}, _esc("stride must be >= 1 on each axis, got (1, -2)")),
+        ("stride2.5", {"stride": 2.5}, _esc("stride must be an int or a pair", "got 2.5")),
+        ("dilation0", {"dilation": 0}, _esc("dilation must be >= 1 on each axis, got 0")),
+        ("dilation1.5", {"dilation": 1.5}, _esc("dilation must be an int or a pair", "1.5")),
+        ("dilated-window>input", {"dilation": 4, "padding": "VALID"},
+         _esc(f"window 9 (dilated) is larger than the padded input {H} on height")),
+        ("padding3>=window3", {"padding": 3}, _esc("padding ((3, 3), (3, 3)) is >= the window 3")),
+        ("padding-1", {"padding": -1}, _esc("padding must be >= 0")),
+        ("padding'FULL'", {"padding": "FULL"}, _esc('padding must be "SAME"', "'FULL'")),
+        ("padding-float-pairs", {"padding": ((1.5, 1), (1, 1))}, _esc("((1.5, 1), (1, 1))")),
+        ("groups0", {"groups": 0}, _esc("groups must be a positive int, got 0")),
+        ("groups-1", {"groups": -1}, _esc("groups must be a positive int, got -1")),
+        ("groups2.5", {"groups": 2.5}, _esc("groups must be a positive int, got 2.5")),
+        ("groupsTrue", {"groups": True}, _esc("groups must be a positive int, got True")),
+        ("groups3-not-dividing", {"groups": 3}, _esc(f"in_channels {C} and out_channels 2 must "
+                                                     "be divisible by groups=3")),
+        ("groups2-kernel-in-dim", {"groups": 2}, _esc("kernel shape (3, 3, 4, 2) expects 8 input "
+                                                      "channels", f"got x with {C}")),
+    ]]
+    + _cases("conv2d", lambda x, **kw: _conv(**kw)(x), [
+        ("kernel-rank3", {"kernel": jnp.ones((3, 3, C))}, _esc(
+            "kernel must be (kh, kw, in_channels // groups, out_channels), got shape (3, 3, 4)")),
+        ("kernel-rank5", {"kernel": jnp.ones((1, 3, 3, C, 2))}, _esc("got shape (1, 3, 3, 4, 2)")),
+        ("kernel-list", {"kernel": [[1.0]]}, _esc("kernel must be (kh, kw", "got shape None")),
+        ("kernel-empty-window", {"kernel": jnp.ones((0, 3, C, 2))},
+         _esc("kernel has an empty dim: shape (0, 3, 4, 2)")),
+        ("kernel-zero-out", {"kernel": jnp.ones((3, 3, C, 0))}, _esc("kernel has an empty dim")),
+        ("kernel-in-channels", {"kernel": jnp.ones((3, 3, 3, 2))},
+         _esc("kernel shape (3, 3, 3, 2) expects 3 input channels", f"got x with {C}")),
+        ("kernel>input", {"kernel": jnp.ones((9, 9, C, 2)), "padding": "VALID"},
+         _esc(f"window 9 (dilated) is larger than the padded input {H} on height")),
+        ("bias(3,)", {"bias": jnp.ones(3)}, _esc("bias must have shape (2,), got (3,)")),
+        ("bias(1,2)", {"bias": jnp.ones((1, 2))}, _esc("bias must have shape (2,), got (1, 2)")),
+        ("bias-list", {"bias": [1.0, 2.0, 3.0]}, _esc("bias must have shape (2,), got (3,)")),
+        ("bias-scalar", {"bias": 1.0}, _esc("bias must have shape (2,), got ()")),
+    ])
+    + _cases("locally_connected2d", lambda x, **kw: _lc(**kw)(x), [
+        ("kernel-rank4", {"kernel": K}, _esc("kernel must be (out_h, out_w, kh, kw, "
+                                             "in_channels, out_channels), got shape (3, 3, 4, 2)")),
+        ("kernel-other-input-size", {"kernel": jnp.ones((2, 3, 3, 3, C, 2))},
+         _esc("kernel shape (2, 3, 3, 3, 4, 2) does not fit this input: expected (4, 5, 3, 3, 4")),
+        ("kernel_size-vs-kernel", {"kernel_size": 2}, _esc("does not fit this input")),
+        ("kernel-in-channels", {"kernel": jnp.ones((4, 5, 3, 3, 3, 2))},
+         _esc("does not fit this input: expected (4, 5, 3, 3, 4, 'O')")),
+        ("kernel-zero-out", {"kernel": jnp.ones((4, 5, 3, 3, C, 0))},
+         _esc("kernel has an empty dim")),
+        ("bias(2,)", {"bias": jnp.ones(2)}, _esc("bias must have shape (4, 5, 2), got (2,)")),
+        ("stride-changes-out", {"stride": 2}, _esc("does not fit this input")),
+    ])
+    + _cases("lp_pool", lambda x, **kw: F.lp_pool(x, kw.pop("p", 2), 2, **kw), [
+        (f"p={p!r}", {"p": p}, _esc(f"p must be a finite number > 0, got {p!r}"))
+        for p in (0, -1, -0.5, NAN, float("inf"), "2", True, None)
+    ] + [
+        ("weights-shape", {"weights": jnp.ones((3, 3))},
+         _esc("weights must have the window's shape (2, 2), got (3, 3)")),
+        ("weights-negative", {"weights": [[1.0, -1.0], [1.0, 1.0]]},
+         _esc("weights must be finite and >= 0, got [[1.0, -1.0], [1.0, 1.0]]")),
+        ("weights-nan", {"weights": np.full((2, 2), NAN)}, _esc("weights must be finite")),
+    ])
+    + _cases("feature_pool", F.feature_pool, [
+        (f"group_size={g!r}", {"group_size": g}, _esc(f"group_size must be a positive int, "
+                                                      f"got {g!r}"))
+        for g in (0, -1, 2.5, True, "2", None)
+    ] + [
+        ("group_size3-not-dividing", {"group_size": 3}, _esc(f"channels {C} are not divisible "
+                                                             "by group_size 3")),
+        ("group_size>channels", {"group_size": 8}, _esc("not divisible by group_size 8")),
+    ] + [
+        (f"p={p!r}", {"group_size": 2, "p": p}, _esc(f'p must be a finite number > 0 or "max", '
+                                                     f"got {p!r}"))
+        for p in (0, -2, NAN, float("inf"), "l2", "MAX", None)
+    ])
+    + _cases("adaptive_avg_pool", F.adaptive_avg_pool, [
+        (f"output_size={o!r}", {"output_size": o}, _esc("output_size must", repr(o)))
+        for o in (0, -1, 2.5, (2, 3, 4), (2, 0), None)
+    ])
+    + _cases("local_contrast_norm", F.local_contrast_norm, [
+        (f"kernel_size={k!r}", {"kernel_size": k}, _esc(f"kernel_size must be a positive odd "
+                                                        f"int, got {k!r}"))
+        for k in (4, 0, -1, -3, 2.5, True, "9", None)
+    ] + [
+        (f"eps={e!r}", {"eps": e}, _esc(f"eps must be > 0, got {e!r}"))
+        for e in (0, 0.0, -1e-3, NAN, "a", None)
+    ] + [
+        (f"sigma={s!r}", {"sigma": s}, _esc(f"sigma must be > 0, got {s!r}"))
+        for s in (0, -1.0, NAN, (1.0, 0.0))
+    ] + [
+        (f"sigma={s!r}", {"sigma": s}, _esc(f"sigma must be a number or a pair (sh, sw) of "
+                                            f"numbers, got {s!r}"))
+        for s in ("a", (1.0, 2.0, 3.0), [1.0])
+    ])
+    + _cases("local_response_norm", F.local_response_norm, [
+        (f"size={n!r}", {"size": n}, _esc(f"size must be a positive int, got {n!r}"))
+        for n in (0, -1, 2.5, True)
+    ] + [
+        (f"{name}={v!r}", {name: v}, _esc(f"{name} must be a finite number >= 0, got {v!r}"))
+        for name in ("alpha", "k") for v in (-1.0, NAN, float("inf"), "a")
+    ] + [
+        (f"beta={v!r}", {"beta": v}, _esc(f"beta must be a finite number, got {v!r}"))
+        for v in (NAN, float("inf"), "a", None)
+    ])
+    + _no_image("gaussian_window", F.gaussian_window, [
+        ("window0", {"window": 0}, _esc("window must be >= 1 on each axis, got 0")),
+        ("window2.5", {"window": 2.5}, _esc("window must be an int or a pair", "got 2.5")),
+        ("window(3,)", {"window": (3,)}, _esc("window must be an int or a pair", "got (3,)")),
+    ] + [
+        (f"sigma={s!r}", {"window": 3, "sigma": s}, _esc("sigma must be", f"got {s!r}"))
+        for s in (0, -2.0, NAN, "a", (1.0, 2.0, 3.0), (1.0, -1.0))
+    ])
+)
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _rngs():
+    return nnx.Rngs(0)
+
+
+LAYERS = {  # every layer class of jaxconv.layers, built with valid arguments for IMAGE
+    "Conv": lambda: L.Conv(C, 2, 3, rngs=_rngs()),
+    "LocallyConnected": lambda: L.LocallyConnected(C, 2, 3, input_size=(H, W), rngs=_rngs()),
+    "MaxPool": lambda: L.MaxPool(2),
+    "AvgPool": lambda: L.AvgPool(3, 2, "SAME"),
+    "LpPool": lambda: L.LpPool(2.0, 3, 2, gaussian_sigma="default"),
+    "AdaptiveAvgPool": lambda: L.AdaptiveAvgPool(2),
+    "FeaturePool": lambda: L.FeaturePool(2),
+    "LocalContrastNorm": lambda: L.LocalContrastNorm(5),
+    "LocalResponseNorm": lambda: L.LocalResponseNorm(3),
+    "Activation": lambda: L.Activation("tanh_abs"),
+    "Flatten": lambda: L.Flatten(),
+    "Sequential": lambda: L.Sequential(conv=L.Conv(C, 3, 3, rngs=_rngs()), pool=L.MaxPool(2)),
+    "Stage": lambda: L.Stage(C, 3, 3, lcn_kernel_size=3, pool="l2", rngs=_rngs()),
+}
+IMAGE_LAYERS = sorted(set(LAYERS) - {"Activation", "Flatten"})  # Activation: any array
+
+
+def _call_abstract(make):
+    """`x -> make()(x)` shapes, on an abstract module: no initialiser runs, nothing computed."""
+    def call(x):
+        module = nnx.eval_shape(make)
+        module.eval()
+        graphdef, state = nnx.split(module)
+        return jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x)
+    return call
+
+
+def _zeros(make):
+    """`make()` with every parameter zero, built without running (compiling) initialisers."""
+    module = nnx.eval_shape(make)
+    module.eval()
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state))
+
+
+LAYER_CASES = (
+    [Case(name, what, _call_abstract(LAYERS[name]), match, x)
+     for name in IMAGE_LAYERS for what, x, match in BAD_IMAGES]
+    + [Case("Flatten", what, _call_abstract(LAYERS["Flatten"]), match, x) for what, x, match in [
+        ("rank1", jnp.zeros(5), _esc("Flatten expects (*batch, H, W, C), got shape (5,)")),
+        ("rank2", jnp.zeros((H, W)), _esc("Flatten expects (*batch, H, W, C), got shape (6, 7)")),
+        ("list", [1.0], _esc("Flatten expects (*batch, H, W, C), got", "list")),
+    ]]
+    + [Case(name, "wrong-channels", _call_abstract(LAYERS[name]), match, jnp.zeros((2, H, W, 3)))
+       for name, match in [
+           ("Conv", _esc(f"Conv was built for {C} input channels, got x of shape (2, 6, 7, 3)")),
+           ("LocallyConnected", _esc(f"built for inputs of size ({H}, {W}) with {C} channels, "
+                                     "got x of shape (2, 6, 7, 3)")),
+           ("Sequential", _esc(f"Conv was built for {C} input channels")),
+           ("Stage", _esc(f"Conv was built for {C} input channels")),
+           ("FeaturePool", _esc("channels 3 are not divisible by group_size 2")),
+    ]]
+    + [Case("LocallyConnected", "wrong-size", _call_abstract(LAYERS["LocallyConnected"]),
+            _esc(f"built for inputs of size ({H}, {W})", "got x of shape (2, 7, 6, 4)"),
+            jnp.zeros((2, W, H, C)))]
+    + [Case(name, what, _call_abstract(make), match) for name, what, make, match in [
+        ("MaxPool", "window>input", lambda: L.MaxPool(8), _esc("window 8 (dilated) is larger")),
+        ("MaxPool", "window0", lambda: L.MaxPool(0), _esc("window must be >= 1")),
+        ("AvgPool", "stride-1", lambda: L.AvgPool(2, -1), _esc("stride must be >= 1", "-1")),
+        ("AvgPool", "padding'FULL'", lambda: L.AvgPool(2, 1, "FULL"), _esc("'FULL'")),
+        ("LpPool", "p0", lambda: L.LpPool(0.0, 2), _esc("p must be a finite number > 0, got 0.0")),
+        ("LpPool", "sigma-nan", lambda: L.LpPool(2.0, 2, gaussian_sigma=NAN),
+         _esc("sigma must be > 0, got nan")),
+        ("LpPool", "window2.5", lambda: L.LpPool(2.0, 2.5), _esc("window must be an int")),
+        ("FeaturePool", "group_size0", lambda: L.FeaturePool(0), _esc("group_size must be")),
+        ("FeaturePool", "p-nan", lambda: L.FeaturePool(2, p=NAN), _esc("p must be a finite")),
+        ("LocalContrastNorm", "even", lambda: L.LocalContrastNorm(4), _esc("odd int, got 4")),
+        ("LocalContrastNorm", "eps0", lambda: L.LocalContrastNorm(3, eps=0.0),
+         _esc("eps must be > 0, got 0.0")),
+        ("LocalResponseNorm", "size0", lambda: L.LocalResponseNorm(0), _esc("size must be a")),
+        ("LocalResponseNorm", "k-1", lambda: L.LocalResponseNorm(k=-1.0), _esc("k must be")),
+        ("Stage", "pool>input", lambda: L.Stage(C, 3, 3, pool_window=8, rngs=_rngs()),
+         _esc("window 8 (dilated) is larger than the padded input")),
+        ("Stage", "lcn-even", lambda: L.Stage(C, 3, 3, lcn_kernel_size=4, rngs=_rngs()),
+         _esc("kernel_size must be a positive odd int, got 4")),
+    ]]
+    + _no_image("Conv", lambda **kw: L.Conv(**{"in_features": C, "out_features": 4,
+                                              "kernel_size": 3, "rngs": _rngs(), **kw}), [
+        (f"{arg}={v!r}", {arg: v}, _esc(f"{arg} must be a positive int, got {v!r}"))
+        for arg in ("in_features", "out_features", "groups") for v in (0, -2, 2.5, "4")
+    ] + [
+        ("groups3-not-dividing", {"groups": 3}, _esc("in_features 4 and out_features 4 must be "
+                                                     "divisible by groups=3")),
+        ("kernel_size0", {"kernel_size": 0}, _esc("kernel_size must be >= 1", "got 0")),
+        ("kernel_size2.5", {"kernel_size": 2.5}, _esc("kernel_size must be an int", "2.5")),
+        ("stride0", {"stride": 0}, _esc("stride must be >= 1 on each axis, got 0")),
+        ("dilation-1", {"dilation": -1}, _esc("dilation must be >= 1 on each axis, got -1")),
+    ])
+    + _no_image("LocallyConnected", lambda **kw: L.LocallyConnected(**{
+        "in_features": C, "out_features": 2, "kernel_size": 3, "input_size": (H, W),
+        "rngs": _rngs(), **kw}), [
+        (f"{arg}={v!r}", {arg: v}, _esc(f"{arg} must be a positive int, got {v!r}"))
+        for arg in ("in_features", "out_features") for v in (0, -1, 1.5)
+    ] + [
+        ("input_size0", {"input_size": 0}, _esc("input_size must be >= 1 on each axis, got 0")),
+        ("input_size2.5", {"input_size": 2.5}, _esc("input_size must be an int or a pair")),
+        ("window>input", {"kernel_size": 9}, _esc("window 9 (dilated) is larger than the padded "
+                                                  f"input {H} on height")),
+        ("padding'FULL'", {"padding": "FULL"}, _esc('padding must be "SAME"', "'FULL'")),
+        ("padding=window", {"padding": 3}, _esc("is >= the window 3")),
+        ("stride0", {"stride": 0}, _esc("stride must be >= 1")),
+    ])
+    + _no_image("AdaptiveAvgPool", L.AdaptiveAvgPool, [
+        (f"output_size={o!r}", {"output_size": o}, _esc("output_size must", repr(o)))
+        for o in (0, -1, 2.5)
+    ])
+    + _no_image("Activation", L.Activation, [
+        (f"name={n!r}", {"name": n}, _esc(f"unknown activation {n!r}; valid: ['abs'"))
+        for n in ("gelu", "ReLU", 3)
+    ])
+    + _no_image("Sequential", lambda: L.Sequential(conv=3), [
+        ("not-callable", {}, _esc("layer 'conv' is not callable: 3"))])
+    + _no_image("Stage", lambda **kw: nnx.eval_shape(lambda: L.Stage(C, 3, 3, rngs=_rngs(),
+                                                                      **kw)), [
+        ("pool'median'", {"pool": "median"}, _esc("unknown pool 'median'; valid: ['max'")),
+        ("activation'gelu'", {"activation": "gelu"}, _esc("unknown activation 'gelu'")),
+    ])
+)
+
+
+# ---------------------------------------------------------------- models
+
+MODEL_FACTORIES = {  # (factory, input shape, classes); built abstract (nnx.eval_shape)
+    "LeNet5": (lambda: LeNet5(rngs=_rngs()), (32, 32, 1), 10),
+    "StageNet": (lambda: StageNet(4, input_shape=(8, 8, 1), rngs=_rngs()), (8, 8, 1), 4),
+    "VGG": (lambda: VGG(5, channels=(2,) * 5, hidden=8, rngs=_rngs()), (32, 40, 3), 5),
+    "AlexNet": (lambda: AlexNet(6, rngs=_rngs()), (227, 227, 3), 6),
+    "AlexNet-torchvision": (lambda: AlexNet(7, variant="torchvision", rngs=_rngs()),
+                            (70, 64, 3), 7),
+}
+
+
+def _model_cases(name: str) -> list[Case]:
+    make, (h, w, c), _ = MODEL_FACTORIES[name]
+    cls = name.split("-")[0]
+    expects = _esc(f"{cls} expects images (*batch, H, W, C)")
+    rows = [
+        ("rank1", jnp.zeros(5), expects + ".*got shape \\(5,\\)"),
+        ("rank2", jnp.zeros((h, w)), expects + ".*got shape"),
+        ("list", [[[1.0]]], expects + ".*got <class 'list'>"),
+        ("wrong-channels", jnp.zeros((2, h, w, c + 1)), expects + f".*{c + 1}\\)"),
+        ("uint8", jnp.zeros((2, h, w, c), jnp.uint8), _esc(f"{cls} expects float images, got "
+                                                           "dtype uint8", "normalize")),
+        ("int32", jnp.zeros((2, h, w, c), jnp.int32), _esc("expects float images", "int32")),
+        ("bool", jnp.zeros((2, h, w, c), bool), _esc("expects float images", "dtype bool")),
+    ]
+    if name in ("LeNet5", "StageNet", "AlexNet"):  # fixed input size
+        rows.append(("wrong-size", jnp.zeros((2, h - 1, w, c)), expects + ".*got shape"))
+        rows.append(("zero-height", jnp.zeros((2, 0, w, c)), expects + ".*got shape"))
+    else:  # any size from a minimum: too small fails in the first window that does not fit
+        rows.append(("too-small", jnp.zeros((2, 16, 16, c)), _esc("is larger than the padded "
+                                                                 "input")))
+        rows.append(("zero-height", jnp.zeros((2, 0, w, c)), _esc("empty height/width/channel")))
+    return [Case(name, what, _call_abstract(make), match, x) for what, x, match in rows]
+
+
+MODEL_CASES = [case for name in MODEL_FACTORIES for case in _model_cases(name)] + _no_image(
+    "models", lambda make: make(), [
+        ("VGG-depth13", {"make": lambda: VGG(depth=13, rngs=_rngs())},
+         _esc("unknown VGG depth 13; valid: [11, 16]")),
+        ("VGG-4-widths", {"make": lambda: VGG(channels=(8,) * 4, rngs=_rngs())},
+         _esc("channels must give one width per stage (5), got (8, 8, 8, 8)")),
+        ("StageNet-no-stage", {"make": lambda: StageNet(3, input_shape=(8, 8, 1), features=(),
+                                                        rngs=_rngs())},
+         _esc("features must list at least one stage")),
+        ("StageNet-per-stage", {"make": lambda: StageNet(3, input_shape=(8, 8, 1),
+                                                         kernel_size=(3, 3, 3), rngs=_rngs())},
+         _esc("kernel_size has 3 entries, expected one per stage (2)")),
+        ("LeNet5-small", {"make": lambda: LeNet5(input_size=20, rngs=_rngs())},
+         _esc("LeNet5 needs input_size >= 28, got 20")),
+        ("LeNet5-pool", {"make": lambda: LeNet5(pool="l2", rngs=_rngs())},
+         _esc("unknown pool 'l2'; valid: ['avg', 'max']")),
+    ])
+
+
+# ---------------------------------------------------------------- the tests
