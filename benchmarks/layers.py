@@ -4,6 +4,7 @@ Run from the repository root (CPU: about 2-3 minutes on 2 cores)::
 
     python benchmarks/layers.py                   # XLA flags of jaxconv.xla_flags applied
     python benchmarks/layers.py --xla=default     # XLA as installed (YNNPACK fusion on)
+    python benchmarks/layers.py --heap=default    # without jaxconv.host_memory's malloc settings
     python benchmarks/layers.py --sections=lc,lcn --batch=64
     python benchmarks/layers.py --device=gpu --dtype=bfloat16   # see gpu.sh
 
@@ -46,6 +47,8 @@ def _parse():
     p.add_argument("--sections", default="lc,lcn,pool,conv")
     p.add_argument("--xla", choices=("apply", "default"), default="apply",
                    help="apply = jaxconv.xla_flags.apply_cpu_performance_flags() first")
+    p.add_argument("--heap", choices=("reuse", "default"), default="reuse",
+                   help="reuse = jaxconv.host_memory.reuse_freed_memory() first (as train.py)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--chunk_seconds", type=float, default=0.15)
@@ -64,6 +67,10 @@ if ARGS.xla == "apply":
     APPLIED = xla_flags.apply_cpu_performance_flags()
 else:
     APPLIED = []
+if ARGS.heap == "reuse":
+    from jaxconv import host_memory
+
+    host_memory.reuse_freed_memory()
 
 import jax  # noqa: E402  (XLA flags must be set first)
 import jax.numpy as jnp  # noqa: E402

@@ -19,8 +19,10 @@ flags of jaxconv.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-conv), `bf16` (convs and dense layers compute in bfloat16).
-torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails).
+conv), `bf16` (convs and dense layers compute in bfloat16),
+`heap` (`jaxconv.host_memory.reuse_freed_memory()` first, as `train.py` does).
+torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails),
+each optionally `+heap` (the same malloc settings, in a second torch process).
 
 The step is the trainer's: softmax cross-entropy, SGD momentum 0.9 + coupled weight decay 5e-4
 (`optax.chain(add_decayed_weights, sgd)` / `torch.optim.SGD(weight_decay=...)`), dropout active.
@@ -72,12 +74,21 @@ def _batch(args, name):
 # ----------------------------------------------------------------------------------- jax side
 
 
+def _reuse_freed_memory():
+    from jaxconv import host_memory
+
+    if not host_memory.reuse_freed_memory():
+        raise SystemExit("host_memory.reuse_freed_memory() did not apply")
+
+
 def _jax_worker(args):
     tokens = set(args.variant.split("+"))
     if "apply" in tokens:
         from jaxconv import xla_flags
 
         xla_flags.apply_cpu_performance_flags()
+    if "heap" in tokens:
+        _reuse_freed_memory()
     import jax
     import jax.numpy as jnp
     import levers
@@ -165,6 +176,8 @@ def _jax_worker(args):
 
 def _torch_worker(args):
     os.environ["JAX_PLATFORMS"] = "cpu"  # jax only builds the reference model here
+    if _torch_worker_name(args.variant) == "torch+heap":
+        _reuse_freed_memory()
     import numpy as np
     import torch
     import torch.nn.functional as tf
@@ -179,12 +192,13 @@ def _torch_worker(args):
     def make(name, kind, base, x, y):
         model = copy.deepcopy(base).to(dev)
         xin = x
-        if kind == "channels_last":
+        base_kind = kind.split("+")[0]
+        if base_kind == "channels_last":
             model = model.to(memory_format=torch.channels_last)
             xin = x.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
                               weight_decay=WEIGHT_DECAY)
-        fwd = torch.compile(model) if kind == "compile" else model
+        fwd = torch.compile(model) if base_kind == "compile" else model
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16,
                                   enabled=args.dtype == "bfloat16")
 
@@ -240,6 +254,11 @@ def _torch_worker(args):
 # ------------------------------------------------------------------------------------- parent
 
 
+def _torch_worker_name(kinds: str) -> str:
+    """Torch kinds with the `heap` token (all or none of a worker's) share a tuned process."""
+    return "torch+heap" if "heap" in kinds.replace(",", "+").split("+") else "torch"
+
+
 def _start_workers(args, models):
     base_env = dict(os.environ)
     user_flags = " ".join(f for f in base_env.get("XLA_FLAGS", "").split()
@@ -267,8 +286,10 @@ def _start_workers(args, models):
         except ValueError:
             has_torch = False
         if has_torch:
-            workers["torch"] = _common.Worker(
-                "torch", me + ["--worker=torch", f"--variant={','.join(torch_kinds)}"], base_env)
+            for name in sorted({_torch_worker_name(k) for k in torch_kinds}):
+                kinds = ",".join(k for k in torch_kinds if _torch_worker_name(k) == name)
+                workers[name] = _common.Worker(
+                    name, me + ["--worker=torch", f"--variant={kinds}"], base_env)
         else:
             print("torch is not installed: torch variants skipped")
     return workers, torch_kinds
@@ -287,7 +308,7 @@ def _setup_all(workers, models, torch_kinds):
             w.proc.stdin.flush()
         for name, w in workers.items():
             reply = w.receive()
-            if name == "torch":
+            if name.startswith("torch"):
                 setups[(model, "torch")] = reply
                 for kind, r in reply.get("kinds", {}).items():
                     setups[(model, f"torch:{kind}")] = r
@@ -312,7 +333,8 @@ def _measure(args, workers, models, timed):
             keys = keys[r % len(keys):] + keys[:r % len(keys)] if keys else keys
             for key in keys:
                 variant = key[1]
-                w = workers["torch" if variant.startswith("torch:") else variant]
+                w = workers[_torch_worker_name(variant.removeprefix("torch:"))
+                            if variant.startswith("torch:") else variant]
                 reply = w.request({"cmd": "time", "model": model, "reps": args.reps,
                                    "variant": variant.removeprefix("torch:")})
                 if "error" in reply:
