@@ -6,7 +6,6 @@ all-zero and constant inputs.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
@@ -39,17 +38,37 @@ def _spatial_sum(x1, w):
 
 
 def _separable_sum(x1, g_rows, g_cols):
-    """`_spatial_sum` with weights `outer(g_rows, g_cols)` (NumPy): k row then k column shifts.
+    """`_spatial_sum` with weights `outer(g_rows, g_cols)` (NumPy): `B_h @ x1 @ B_w^T` per image.
 
-    2k multiply-adds per pixel instead of k^2, as elementwise ops XLA fuses; XLA:CPU ran the
-    one-channel convolution's backward slowly.
+    `B_h`, `B_w` are banded `(H, H)`, `(W, W)` NumPy matrices (`_band`). XLA:CPU ran the
+    one-channel convolution's backward slowly; as shifted slices, the sums were elementwise ops
+    that XLA fused into every per-channel consumer, recomputing each pixel's window sum once
+    per channel (64x in a CIFAR stage). A matmul is materialized once, and its gradient is the
+    transposed matmuls (`benchmarks/README.md`, "LCN").
     """
-    r = len(g_rows) // 2
     h, w = x1.shape[1:3]
-    xp = jnp.pad(x1, ((0, 0), (r, r), (0, 0), (0, 0)))
-    rows = functools.reduce(jnp.add, (float(g) * xp[:, a:a + h] for a, g in enumerate(g_rows)))
-    rp = jnp.pad(rows, ((0, 0), (0, 0), (r, r), (0, 0)))
-    return functools.reduce(jnp.add, (float(g) * rp[:, :, b:b + w] for b, g in enumerate(g_cols)))
+    bh = _band(h, g_rows).astype(x1.dtype)
+    bw = _band(w, g_cols).astype(x1.dtype)
+    return jnp.einsum("ih,nhw,jw->nij", bh, x1[..., 0], bw,
+                      precision=lax.Precision.HIGHEST)[..., None]
+
+
+def _band(n, g):
+    """NumPy `(n, n)`: `band[i, j] = g[j - i + r]` within the window, so `band @ v` is the
+    zero-padded centred window sum of `v` with weights `g`."""
+    r = len(g) // 2
+    band = np.zeros((n, n))
+    for a, gv in enumerate(g):
+        band += gv * np.eye(n, k=a - r)
+    return band
+
+
+def _max_min(x):
+    """Each image's max and min, `(N, 1, 1, 1)` each, in one pass over `(N, H, W, C)` x."""
+    inf = jnp.array(jnp.inf, x.dtype)
+    hi, lo = lax.reduce((x, x), (-inf, inf),
+                        lambda a, b: (jnp.maximum(a[0], b[0]), jnp.minimum(a[1], b[1])), (1, 2, 3))
+    return hi[:, None, None, None], lo[:, None, None, None]
 
 
 def _border_coef(hw, g_rows, g_cols):
@@ -78,8 +97,8 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     float32 input gives a finite output and gradient.
 
     The window sums are one-channel convolutions, or with the CPU lowering
-    (`jaxconv.functional.lowering`) k row then k column shifted slices (the Gaussian is
-    separable) with `coef` a NumPy constant: same values up to rounding.
+    (`jaxconv.functional.lowering`) two banded matmuls per image (the Gaussian is separable)
+    with `coef` a NumPy constant: same values up to rounding.
 
     Args:
       x: `(*batch, height, width, channels)` floating.
@@ -109,13 +128,11 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     # amplify (a constant 255 image gave |y| ~ 0.8 instead of 0 in float32). The centre is the
     # mid-range max/2 + min/2: exactly the value of a constant image (a mean rounds, and a
     # constant 1e10 image then gave |y| ~ 1.7), and it cannot overflow. Then divide by a power
-    # of two near the largest |value| (exact), so squares cannot overflow; eps is divided too.
+    # of two near the largest |value|, (max - min) / 2 (exact), so squares cannot overflow; eps
+    # is divided too. Max and min come from one variadic reduce: one pass over x.
     xf = xf.astype(rd)
-    axes = (1, 2, 3)
-    centre = xf.max(axis=axes, keepdims=True) / 2 + xf.min(axis=axes, keepdims=True) / 2
-    xf = xf - lax.stop_gradient(centre)  # y does not depend on it: no gradient through it
-    scale = pow2_scale(jnp.abs(xf).max(axis=axes, keepdims=True))
-    xf = xf / scale
+    hi, lo = _max_min(lax.stop_gradient(xf))  # y does not depend on them: no gradient
+    xf = (xf - (hi / 2 + lo / 2)) / pow2_scale(hi / 2 - lo / 2)
     c = xf.shape[-1]
     if use_cpu_forms():
         g_rows, g_cols = gaussian_factors(kernel_size, sigma)
@@ -135,7 +152,7 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     positive = var > _TINY_VARIANCE
     std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
     image_mean = std.mean(axis=(1, 2), keepdims=True)
-    y = v / jnp.maximum(jnp.maximum(image_mean, std), eps / scale)
+    y = v / jnp.maximum(jnp.maximum(image_mean, std), eps / pow2_scale(hi / 2 - lo / 2))
     return unflatten_batch(y.astype(x.dtype), batch)
 
 
