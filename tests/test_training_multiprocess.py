@@ -85,8 +85,9 @@ def test_two_processes_train_to_identical_params(tmp_path):
     assert os.path.exists(os.path.join(workdir, "plots", "confusion.png"))  # By process 0.
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
 
-    # The same global batches on this process's 4 devices: same params up to float rounding.
+    # The same global batches on this process's 4 devices: same params up to float rounding
+    # (bounds as in tests/test_training_parallel.py).
     single = training.train_and_evaluate(small_config(data_dir), tmp_path / "single")
     for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(single.params)):
         key = jax.tree_util.keystr(path)
-        np.testing.assert_allclose(p0[key], x, atol=5e-6, rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(p0[key], x, atol=1e-4, rtol=1e-4, err_msg=key)

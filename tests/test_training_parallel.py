@@ -10,10 +10,12 @@ from jaxconv.training import loop
 
 NUM_STEPS = 6
 # Float32 sums over 4 shards instead of 1 change the rounding: after 6 steps at lr 0.05 the
-# parameters (|w| < 1) differed by at most 6e-8 and losses by 1e-7 relative (measured); these
-# bounds leave a wide margin while still catching a wrong mean (e.g. a 4x gradient).
-LOSS_RTOL = 1e-5
-PARAM_ATOL, PARAM_RTOL = 5e-6, 1e-5
+# parameters (|w| < 1) differed by at most 6e-8 and losses by 1e-7 relative (measured). A
+# rounding difference that flips a max-pool argmax grows to ~1e-5 (seen on a CI machine in
+# tests/reliability/test_determinism.py); a wrong mean (a 4x gradient) moves them by ~1, and
+# even a 1 % learning-rate error by ~1e-2. These bounds sit between.
+LOSS_RTOL = 1e-4
+PARAM_ATOL, PARAM_RTOL = 1e-4, 1e-4
 
 
 def _run(parallelism: str, devices, data_dir: str):

@@ -16,11 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import determinism  # noqa: E402
 
 STEPS = 12
-# Measured (benchmarks/determinism.py, 20 steps): jit on 4 devices vs 1 differs by 1.5e-7 in
-# params and 5e-7 in the train loss (float32 sums over 4 shards round differently). These
-# bounds leave a wide margin while still catching a wrong gradient mean, data order or RNG.
-PARAM_ATOL = 1e-5
-LOSS_ATOL = 1e-4
+# Measured (benchmarks/determinism.py, 12 steps): jit on 4 devices vs 1 differs by 1.2e-7 in
+# params and 2.4e-7 in the train loss on a quiet machine (float32 sums over 4 shards round
+# differently), but a CI machine measured 1.6e-5 in params (not reproduced here; presumably a
+# rounding difference flipped a max-pool argmax or a ReLU and the paths parted). Real bugs are far
+# larger (same benchmark helpers, 1 device): a learning rate off by 1 % moves params by 1.5e-2
+# and the train loss by 2.3e-3; a summed instead of averaged gradient (x4) by 1.06 and 0.33.
+# These bounds sit between the two.
+PARAM_ATOL = 1e-3
+LOSS_ATOL = 5e-4
 
 
 def _bit_identical(a, b):
