@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ import grain
 import jax
 import numpy as np
 
-from jaxconv.data import readers
+from jaxconv.data import index_stream, readers
 from jaxconv.data.sources import (
     DATASETS,
     DatasetInfo,
@@ -166,16 +167,21 @@ def train_iterator(
     _, (source,) = open_sources(name, data_dir, [get_spec(name).train_split], classes)
 
     # The global stream of example indices: one permutation per epoch, derived from `seed`.
-    indices = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat(num_epochs)
-    if num_epochs is not None:  # Whole global batches only: equal batch counts per process.
-        indices = indices[: len(indices) // global_batch_size * global_batch_size]
+    stream = index_stream.ShuffledStream(len(source), seed)
+    # Whole global batches only (equal batch counts per process); "forever" is sys.maxsize
+    # positions, so positions stay within int64.
+    num_positions = len(source) * num_epochs if num_epochs is not None else sys.maxsize
+    num_batches = num_positions // global_batch_size
     if cache:
         gather = readers.GatherBatch(*readers.load_arrays(source))
-        ds = indices[shard_index::shard_count].batch(local_batch, batch_fn=np.asarray).map(gather)
+        positions = index_stream.ShardPositions(local_batch, shard_index, shard_count)
+        ds = grain.MapDataset.range(num_batches).map(positions).map(stream).map(gather)
         it_ds = _to_iter(ds, 1 if read_threads is None else read_threads, _PREFETCH_BATCHES)
     else:
         # random_map's rng depends on the global stream position: crops ignore sharding.
-        ds = indices.random_map(readers.ReadExample(source, crop))[shard_index::shard_count]
+        read = readers.ReadExample(source, crop)
+        ds = grain.MapDataset.range(num_batches * global_batch_size).map(stream.index)
+        ds = ds.random_map(read, seed=seed)[shard_index::shard_count]
         it_ds = _to_iter(ds, 16 if read_threads is None else read_threads, _PREFETCH_EXAMPLES)
         it_ds = it_ds.batch(local_batch, drop_remainder=True)
     if worker_count > 0:
