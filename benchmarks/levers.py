@@ -58,18 +58,32 @@ def conv2d_im2col(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1,
     return unflatten_batch(y, batch)
 
 
+def _conv2d_with(setting, value, x, kernel, bias, **kwargs):
+    """`F.conv2d` traced with `jaxconv.functional.conv`'s module constant `setting` = `value`."""
+    previous = getattr(_conv, setting)
+    setattr(_conv, setting, value)
+    try:
+        return _LAX_CONV2D(x, kernel, bias, **kwargs)
+    finally:
+        setattr(_conv, setting, previous)
+
+
 def conv2d_unbanded(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
-    """`F.conv2d` without the banded CPU form (`conv.banded_conv`): the lowering before it.
+    """`F.conv2d` without the banded CPU forms (`conv.banded_conv`, `conv.tiled_banded_conv`):
+    the lowering before them.
 
     im2col for C_in = 1 on CPU, `lax.conv` otherwise; the reference the banded form was
     measured against.
     """
-    previous, _conv._BANDED_MAX_CIN = _conv._BANDED_MAX_CIN, 0
-    try:
-        return _LAX_CONV2D(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
-                           groups=groups)
-    finally:
-        _conv._BANDED_MAX_CIN = previous
+    return _conv2d_with("_BANDED_MAX_CIN", 0, x, kernel, bias, stride=stride, padding=padding,
+                        dilation=dilation, groups=groups)
+
+
+def conv2d_untiled(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
+    """`F.conv2d` with whole bands only (`conv.banded_conv` where `conv.tiled_banded_conv`
+    would run, e.g. LeNet's C1): the lowering before the tiles."""
+    return _conv2d_with("_TILE_ABOVE", float("inf"), x, kernel, bias, stride=stride,
+                        padding=padding, dilation=dilation, groups=groups)
 
 
 def max_pool_reduce_window(x, window, stride=None, padding="VALID"):

@@ -19,7 +19,8 @@ flags of jaxconv.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-conv), `bf16` (convs and dense layers compute in bfloat16),
+convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `bf16` (convs and dense
+layers compute in bfloat16),
 `heap` (`jaxconv.host_memory.reuse_freed_memory()` first, as `train.py` does).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails),
 each optionally `+heap` (the same malloc settings, in a second torch process).
@@ -104,6 +105,8 @@ def _jax_worker(args):
         F.conv2d = levers.conv2d_im2col
     if "unbanded" in tokens:
         F.conv2d = levers.conv2d_unbanded
+    if "untiled" in tokens:
+        F.conv2d = levers.conv2d_untiled
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     runs = {}

@@ -64,6 +64,22 @@ def test_conv2d_im2col_equals_conv2d(x_shape, k_shape, kwargs):
     _assert_same(ref, new, x, k, b)
 
 
+@pytest.mark.parametrize("lever", ["conv2d_unbanded", "conv2d_untiled"])
+def test_conv2d_without_band_forms_equals_conv2d(lever):
+    """LeNet's C1 shape (the tiled form by default) through the levers that turn forms off."""
+    x, k, b = _normal((2, 28, 28, 1), 0), _normal((5, 5, 1, 6), 1), _normal((6,), 2)
+
+    def ref(x, k, b):
+        with F.lowering("xla"):
+            return F.conv2d(x, k, b, padding=2)
+
+    def new(x, k, b):
+        with F.lowering("cpu"):
+            return getattr(levers, lever)(x, k, b, padding=2)
+
+    _assert_same(ref, new, x, k, b)
+
+
 @pytest.mark.parametrize("window, stride, padding", [
     (3, 2, "VALID"), (3, 2, 1), (2, 1, "VALID"), ((3, 2), (2, 1), "SAME"), (2, None, "VALID"),
 ])

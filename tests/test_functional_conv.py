@@ -315,3 +315,68 @@ def test_banded_conv_equals_lax_conv(stride, dilation, padding, cin):
     g_band = jax.grad(lambda x, k: (band(x, k) ** 2).sum(), (0, 1))(x, k)
     for a, b in zip(g_band, g_ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("width, kernel, pads, cin, tile", [
+    (28, (5, 5), ((2, 2), (2, 2)), 1, 4),   # LeNet C1: q = 2 chunks per tile
+    (13, (3, 9), ((1, 0), (0, 3)), 3, 4),   # kw - 1 > tile: q = 3; 7 outputs, not whole tiles
+    (10, (2, 1), ((0, 1), (0, 0)), 2, 3),   # kw = 1: q = 1
+    (6, (3, 3), ((0, 0), (1, 1)), 1, 8),    # one tile wider than the output
+])
+def test_tiled_banded_conv_equals_lax_conv(width, kernel, pads, cin, tile):
+    """The CPU lowering's tiled banded conv (LeNet's C1): values and gradients of `lax.conv`."""
+    from jaxconv.functional.conv import tiled_banded_conv
+
+    kx, kk = jax.random.split(jax.random.key(4))
+    x = jax.random.normal(kx, (3, 7, width, cin))
+    k = jax.random.normal(kk, kernel + (cin, 5))
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), pads,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def tiled(x, k):
+        return tiled_banded_conv(x, k, pads, tile)
+
+    np.testing.assert_allclose(tiled(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
+    g_ref = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
+    g_tiled = jax.grad(lambda x, k: (tiled(x, k) ** 2).sum(), (0, 1))(x, k)
+    for a, b in zip(g_tiled, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, form", [
+    ((28, 28, 1), (5, 5, 1, 6), 1, 2, "tiled"),       # LeNet C1
+    ((14, 14, 6), (5, 5, 6, 16), 1, 0, "banded"),     # LeNet C3
+    ((28, 28, 1), (5, 5, 1, 6), 2, 2, "banded"),      # strided: no tiles
+    ((32, 32, 3), (3, 3, 3, 64), 1, 1, "lax"),        # CIFAR conv1: rows too wide for a band
+    ((16, 16, 32), (3, 3, 32, 8), 1, 1, "lax"),       # too many input channels
+])
+def test_cpu_lowering_picks_the_conv_form_and_matches_torch(shape, kernel, stride, padding,
+                                                            form):
+    """`F.conv2d` with the CPU lowering, by form, against torch's conv2d."""
+    from jaxconv.functional import conv as conv_lib
+
+    forms = {"tiled": "tiled_banded_conv", "banded": "banded_conv", "lax": None}
+    called = []
+    originals = {name: getattr(conv_lib, name) for name in ("tiled_banded_conv", "banded_conv")}
+    original_lax = lax.conv_general_dilated
+
+    def spy(name):
+        def wrapped(*args, **kwargs):
+            called.append(name)
+            return (originals[name] if name in originals else original_lax)(*args, **kwargs)
+        return wrapped
+
+    x = jax.random.normal(jax.random.key(5), (2,) + shape)
+    k = jax.random.normal(jax.random.key(6), kernel) * 0.2
+    with F.lowering("cpu"), pytest.MonkeyPatch.context() as mp:
+        for name in originals:
+            mp.setattr(conv_lib, name, spy(name))
+        mp.setattr(conv_lib.lax, "conv_general_dilated", spy(None))
+        y = F.conv2d(x, k, stride=stride, padding=padding)
+    assert called == [forms[form]]
+    want = torch.nn.functional.conv2d(torch.tensor(np.array(x)).permute(0, 3, 1, 2),
+                                      torch.tensor(np.array(k)).permute(3, 2, 0, 1),
+                                      stride=stride, padding=padding).permute(0, 2, 3, 1)
+    np.testing.assert_allclose(y, want.numpy(), rtol=1e-4, atol=1e-4)
