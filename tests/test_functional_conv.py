@@ -289,32 +289,32 @@ def test_locally_connected_rejects(kernel_shape, bias_shape, kwargs, message):
         jax.eval_shape(lc, jnp.ones((2, 6, 6, 2)), jnp.ones(kernel_shape), bias)
 
 
+def _assert_matches_lax_conv(conv, x, k, stride, padding, dilation=(1, 1)):
+    """`conv(x, k)` has the values and the gradients (w.r.t. x and k) of `lax.conv`."""
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, stride, padding, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(conv(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
+    g_ref = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
+    g_new = jax.grad(lambda x, k: (conv(x, k) ** 2).sum(), (0, 1))(x, k)
+    for a, b in zip(g_new, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("stride, dilation, padding, cin", [
     (1, 1, ((2, 2), (2, 2)), 1), (1, 1, ((0, 0), (0, 0)), 6), ((2, 1), (1, 2), ((1, 2), (0, 3)), 3),
 ])
 def test_banded_conv_equals_lax_conv(stride, dilation, padding, cin):
-    """The CPU lowering's banded conv (LeNet's C1/C3): values and gradients of `lax.conv`."""
-    from jax import lax
-
+    """The CPU lowering's banded conv (LeNet's C3): values and gradients of `lax.conv`."""
     from jaxconv.functional.conv import banded_conv
 
     kx, kk = jax.random.split(jax.random.key(3))
     x = jax.random.normal(kx, (3, 14, 13, cin))
     k = jax.random.normal(kk, (5, 4, cin, 7))
     s, d = F._args.to_pair(stride, "s"), F._args.to_pair(dilation, "d")
-
-    def ref(x, k):
-        return lax.conv_general_dilated(x, k, s, padding, rhs_dilation=d,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    def band(x, k):
-        return banded_conv(x, k, s, padding, d)
-
-    np.testing.assert_allclose(band(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
-    g_ref = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
-    g_band = jax.grad(lambda x, k: (band(x, k) ** 2).sum(), (0, 1))(x, k)
-    for a, b in zip(g_band, g_ref):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    _assert_matches_lax_conv(lambda x, k: banded_conv(x, k, s, padding, d), x, k, s, padding, d)
 
 
 @pytest.mark.parametrize("width, kernel, pads, cin, tile", [
@@ -330,19 +330,8 @@ def test_tiled_banded_conv_equals_lax_conv(width, kernel, pads, cin, tile):
     kx, kk = jax.random.split(jax.random.key(4))
     x = jax.random.normal(kx, (3, 7, width, cin))
     k = jax.random.normal(kk, kernel + (cin, 5))
-
-    def ref(x, k):
-        return lax.conv_general_dilated(x, k, (1, 1), pads,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    def tiled(x, k):
-        return tiled_banded_conv(x, k, pads, tile)
-
-    np.testing.assert_allclose(tiled(x, k), ref(x, k), rtol=1e-5, atol=1e-4)
-    g_ref = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
-    g_tiled = jax.grad(lambda x, k: (tiled(x, k) ** 2).sum(), (0, 1))(x, k)
-    for a, b in zip(g_tiled, g_ref):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    _assert_matches_lax_conv(lambda x, k: tiled_banded_conv(x, k, pads, tile), x, k, (1, 1),
+                             pads)
 
 
 @pytest.mark.parametrize("shape, kernel, stride, padding, form", [
