@@ -161,11 +161,18 @@ def banded_conv(xf, kernel, stride, pads, dilation):
         for a in range(kh)
     ]
     r = jnp.stack(rows, axis=2).reshape(n * oh, kh * wp * c)
-    sel = np.zeros((wp, ow, kw), kernel.dtype)
+    return (r @ _band(kernel, wp, ow, stride[1], dilation[1])).reshape(n, oh, ow, cout)
+
+
+def _band(kernel, in_cols, out_cols, stride, dilation):
+    """`(kh*in_cols*C, out_cols*O)` banded matrix: `T[(a, v, c), (j, o)] = kernel[a, b, c, o]`
+    where `v = j*stride + b*dilation`, else 0."""
+    kh, kw, c, cout = kernel.shape
+    sel = np.zeros((in_cols, out_cols, kw), kernel.dtype)
     for b in range(kw):
-        sel[np.arange(ow) * stride[1] + b * dilation[1], np.arange(ow), b] = 1
-    t = jnp.einsum("vjb,abco->avcjo", sel, kernel).reshape(kh * wp * c, ow * cout)
-    return (r @ t).reshape(n, oh, ow, cout)
+        sel[np.arange(out_cols) * stride + b * dilation, np.arange(out_cols), b] = 1
+    band = jnp.einsum("vjb,abco->avcjo", sel, kernel)
+    return band.reshape(kh * in_cols * c, out_cols * cout)
 
 
 def tiled_banded_conv(xf, kernel, pads, tile=_TILE):
@@ -188,11 +195,7 @@ def tiled_banded_conv(xf, kernel, pads, tile=_TILE):
     chunks = rows.reshape(n, oh, kh, n_tiles + q - 1, tile, c)
     tiles = jnp.stack([lax.slice_in_dim(chunks, i, i + n_tiles, axis=3) for i in range(q)], 4)
     operand = tiles.transpose(0, 1, 3, 2, 4, 5, 6).reshape(n * oh * n_tiles, kh * q * tile * c)
-    sel = np.zeros((q * tile, tile, kw), kernel.dtype)
-    for b in range(kw):
-        sel[np.arange(tile) + b, np.arange(tile), b] = 1
-    band = jnp.einsum("vjb,abco->avcjo", sel, kernel).reshape(kh * q * tile * c, tile * cout)
-    y = (operand @ band).reshape(n, oh, n_tiles * tile, cout)
+    y = (operand @ _band(kernel, q * tile, tile, 1, 1)).reshape(n, oh, n_tiles * tile, cout)
     return y[:, :, :ow]
 
 
