@@ -1,0 +1,208 @@
+"""The worker processes of `train_step.py`: one jax variant, or torch's kinds, per process.
+
+Each worker builds its models on request, compiles (or warms up) their train steps and times
+chunks of steps when the parent asks (`_common.serve`); `train_step.py` documents the variant
+tokens and the measurement.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import _common
+import _models
+
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+
+
+def batch_size(args, name):
+    return args.batch or _models.SPECS[name].batch
+
+
+def torch_worker_name(kinds: str) -> str:
+    """Torch kinds with the `heap` token (all or none of a worker's) share a tuned process."""
+    return "torch+heap" if "heap" in kinds.replace(",", "+").split("+") else "torch"
+
+
+def reuse_freed_memory():
+    from jaxconv import host_memory
+
+    if not host_memory.reuse_freed_memory():
+        raise SystemExit("host_memory.reuse_freed_memory() did not apply")
+
+
+# ----------------------------------------------------------------------------------- jax side
+
+
+def jax_worker(args):
+    tokens = set(args.variant.split("+"))
+    if "apply" in tokens:
+        from jaxconv import xla_flags
+
+        xla_flags.apply_cpu_performance_flags()
+    if "heap" in tokens:
+        reuse_freed_memory()
+    import jax
+    import jax.numpy as jnp
+    import levers
+    import optax
+    from flax import nnx
+
+    import jaxconv.functional as F
+    from jaxconv import layers as L
+
+    if "xla" in tokens:
+        F.set_lowering("xla")
+    if "im2col" in tokens:
+        F.conv2d = levers.conv2d_im2col
+    if "unbanded" in tokens:
+        F.conv2d = levers.conv2d_unbanded
+    if "untiled" in tokens:
+        F.conv2d = levers.conv2d_untiled
+    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
+                     optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
+    runs = {}
+
+    def setup(name):
+        spec = _models.SPECS[name]
+        model = _models.build_jax(name)
+        fwd, _ = _models.forward_flops(model, spec.image)
+        if "bf16" in tokens or args.dtype == "bfloat16":
+            for _, layer in model.named_leaves():
+                if isinstance(layer, (L.Conv, L.Dense)):
+                    layer.dtype = jnp.bfloat16
+        model.train()
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def train_step(params, opt_state, rest, x, y):
+            # Merge at the jit level; nnx.value_and_grad carries the dropout RNG counts out
+            # (a plain jax.grad over a merged module cannot mutate them).
+            m = nnx.merge(graphdef, params, rest)
+
+            def loss_fn(m):
+                logits = m(x).astype(jnp.float32)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+            loss, grads = nnx.value_and_grad(loss_fn)(m)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            rest = nnx.split(m, nnx.Param, ...)[2]
+            return optax.apply_updates(params, updates), opt_state, rest, loss
+
+        batch = batch_size(args, name)
+        kx, ky = jax.random.split(jax.random.key(1))
+        x = jax.random.normal(kx, (batch,) + spec.image, jnp.float32)
+        y = jax.random.randint(ky, (batch,), 0, spec.classes)
+        state = [params, tx.init(params), rest]
+        t0 = time.perf_counter()
+        compiled = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(*state, x, y).compile()
+        compile_s = time.perf_counter() - t0
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        mem = compiled.memory_analysis()
+
+        def run(steps):
+            loss = None
+            for _ in range(steps):
+                *new_state, loss = compiled(*state, x, y)
+                state[:] = new_state
+            jax.block_until_ready((state, loss))
+            return float(loss)
+
+        first_loss = run(1)
+        t_one = min(_common.time_calls(lambda: run(1), reps=2, warmup=1))
+        runs[name] = (run, max(1, round(args.chunk_seconds / t_one)))
+        return dict(fwd_flops=fwd, xla_flops=float(cost.get("flops", 0.0)),
+                    temp_bytes=getattr(mem, "temp_size_in_bytes", None),
+                    compile_s=compile_s, first_loss=first_loss, steps=runs[name][1])
+
+    def time_model(msg):
+        run, steps = runs[msg["model"]]
+        secs = _common.time_calls(lambda: run(steps), reps=msg["reps"], warmup=0)
+        return {"step_s": [s / steps for s in secs]}
+
+    info = {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    _common.serve({"info": lambda _: info, "setup": lambda m: setup(m["model"]),
+                   "time": time_model})
+
+
+# --------------------------------------------------------------------------------- torch side
+
+
+def torch_worker(args):
+    os.environ["JAX_PLATFORMS"] = "cpu"  # jax only builds the reference model here
+    if torch_worker_name(args.variant) == "torch+heap":
+        reuse_freed_memory()
+    import numpy as np
+    import torch
+    import torch.nn.functional as tf
+
+    cuda = args.device == "gpu"
+    dev = torch.device("cuda" if cuda else "cpu")
+    if not cuda:
+        torch.set_num_threads(_common.cpu_count())
+    kinds = [v for v in args.variant.split(",") if v]
+    runs = {}
+
+    def make(name, kind, base, x, y):
+        model = copy.deepcopy(base).to(dev)
+        xin = x
+        base_kind = kind.split("+")[0]
+        if base_kind == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+            xin = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
+                              weight_decay=WEIGHT_DECAY)
+        fwd = torch.compile(model) if base_kind == "compile" else model
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16,
+                                  enabled=args.dtype == "bfloat16")
+
+        def run(steps):
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = tf.cross_entropy(fwd(xin).float(), y)
+                loss.backward()
+                opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+            return float(loss.detach())
+
+        t0 = time.perf_counter()
+        first_loss = run(1)  # compiles under torch.compile
+        compile_s = time.perf_counter() - t0
+        t_one = min(_common.time_calls(lambda: run(1), reps=2, warmup=1))
+        runs[(name, kind)] = (run, max(1, round(args.chunk_seconds / t_one)))
+        return dict(first_loss=first_loss, compile_s=compile_s, steps=runs[(name, kind)][1])
+
+    def setup(msg):
+        name = msg["model"]
+        spec = _models.SPECS[name]
+        model = _models.build_jax(name)
+        base = _models.to_torch(model, spec.image)
+        diff = _models.check_same_function(model, base, spec.image)
+        rng = np.random.default_rng(1)
+        batch = batch_size(args, name)
+        x = torch.tensor(rng.standard_normal((batch,) + spec.image, np.float32))
+        x = x.permute(0, 3, 1, 2).contiguous().to(dev)
+        y = torch.tensor(rng.integers(0, spec.classes, batch)).to(dev)
+        out = {"max_logit_diff": diff, "kinds": {}}
+        for kind in kinds:
+            try:
+                out["kinds"][kind] = make(name, kind, base, x, y)
+            except Exception as e:  # torch.compile without a working toolchain, ...
+                out["kinds"][kind] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        return out
+
+    def time_model(msg):
+        key = (msg["model"], msg["variant"])
+        if key not in runs:
+            return {"error": "not set up"}
+        run, steps = runs[key]
+        secs = _common.time_calls(lambda: run(steps), reps=msg["reps"], warmup=0)
+        return {"step_s": [s / steps for s in secs]}
+
+    info = {"torch_threads": torch.get_num_threads(), "device": str(dev)}
+    _common.serve({"info": lambda _: info, "setup": setup, "time": time_model})
