@@ -23,16 +23,12 @@ from jaxconv import functional as F
 from jaxconv import layers as L
 from jaxconv.models import MODELS
 
-from .bad_input_cases import (
-    IMAGE,
-    IMAGE_CASES,
+from .bad_input_cases import IMAGE, IMAGE_CASES, OP_CASES, OPS, Case
+from .bad_layer_cases import (
     LAYER_CASES,
     LAYERS,
     MODEL_CASES,
     MODEL_FACTORIES,
-    OP_CASES,
-    OPS,
-    Case,
     _call_abstract,
     _zeros,
 )
