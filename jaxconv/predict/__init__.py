@@ -4,7 +4,7 @@
 - `jaxconv.predict.images`: `read_image`, `ImageError` (one clear error per bad file).
 - `jaxconv.predict.cli`: the command line (exit status 1 when some file failed):
 
-    python -m jaxconv.predict --workdir runs/default img1.png img2.png [--top-k 3] [--json]
+    `python -m jaxconv.predict --workdir runs/default img1.png img2.png [--top-k 3] [--json]`
 """
 
 from jaxconv.predict.images import ImageError, read_image
