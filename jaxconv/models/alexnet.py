@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.layers import (
@@ -14,47 +15,47 @@ from jaxconv.layers import (
     LocalResponseNorm,
     MaxPool,
 )
-from jaxconv.models.base import Classifier
+from jaxconv.models.base import Classifier, check_dtypes
 
 VARIANTS = ("original", "torchvision")
 
 
-def _head(num_classes: int, dropout: float, rngs: nnx.Rngs) -> dict:
+def _head(num_classes: int, dropout: float, p: dict) -> dict:
     """Flatten 6x6x256 -> dropout -> FC6 4096 -> dropout -> FC7 4096 -> FC8 (classes)."""
     return dict(
         flatten=Flatten(),
-        drop6=Dropout(dropout, rngs=rngs), fc6=Dense(6 * 6 * 256, 4096, rngs=rngs),
+        drop6=Dropout(dropout, rngs=p["rngs"]), fc6=Dense(6 * 6 * 256, 4096, **p),
         relu6=Activation("relu"),
-        drop7=Dropout(dropout, rngs=rngs), fc7=Dense(4096, 4096, rngs=rngs),
+        drop7=Dropout(dropout, rngs=p["rngs"]), fc7=Dense(4096, 4096, **p),
         relu7=Activation("relu"),
-        fc8=Dense(4096, num_classes, rngs=rngs),
+        fc8=Dense(4096, num_classes, **p),
     )
 
 
-def _original(rngs: nnx.Rngs, in_channels: int) -> dict:
+def _original(p: dict, in_channels: int) -> dict:
     """The paper's two towers as one network: conv2/4/5 grouped (groups=2), LRN after 1 and 2."""
     return dict(
-        conv1=Conv(in_channels, 96, 11, stride=4, padding="VALID", rngs=rngs),
+        conv1=Conv(in_channels, 96, 11, stride=4, padding="VALID", **p),
         relu1=Activation("relu"), lrn1=LocalResponseNorm(5, 1e-4, 0.75, 2.0), pool1=MaxPool(3, 2),
-        conv2=Conv(96, 256, 5, padding=2, groups=2, rngs=rngs),
+        conv2=Conv(96, 256, 5, padding=2, groups=2, **p),
         relu2=Activation("relu"), lrn2=LocalResponseNorm(5, 1e-4, 0.75, 2.0), pool2=MaxPool(3, 2),
-        conv3=Conv(256, 384, 3, padding=1, rngs=rngs), relu3=Activation("relu"),
-        conv4=Conv(384, 384, 3, padding=1, groups=2, rngs=rngs), relu4=Activation("relu"),
-        conv5=Conv(384, 256, 3, padding=1, groups=2, rngs=rngs), relu5=Activation("relu"),
+        conv3=Conv(256, 384, 3, padding=1, **p), relu3=Activation("relu"),
+        conv4=Conv(384, 384, 3, padding=1, groups=2, **p), relu4=Activation("relu"),
+        conv5=Conv(384, 256, 3, padding=1, groups=2, **p), relu5=Activation("relu"),
         pool5=MaxPool(3, 2),
     )
 
 
-def _torchvision(rngs: nnx.Rngs, in_channels: int) -> dict:
+def _torchvision(p: dict, in_channels: int) -> dict:
     """torchvision.models.alexnet's `features` + `avgpool` (one tower, no LRN, 64-192-384-256)."""
     return dict(
-        conv1=Conv(in_channels, 64, 11, stride=4, padding=2, rngs=rngs),
+        conv1=Conv(in_channels, 64, 11, stride=4, padding=2, **p),
         relu1=Activation("relu"), pool1=MaxPool(3, 2),
-        conv2=Conv(64, 192, 5, padding=2, rngs=rngs), relu2=Activation("relu"),
+        conv2=Conv(64, 192, 5, padding=2, **p), relu2=Activation("relu"),
         pool2=MaxPool(3, 2),
-        conv3=Conv(192, 384, 3, padding=1, rngs=rngs), relu3=Activation("relu"),
-        conv4=Conv(384, 256, 3, padding=1, rngs=rngs), relu4=Activation("relu"),
-        conv5=Conv(256, 256, 3, padding=1, rngs=rngs), relu5=Activation("relu"),
+        conv3=Conv(192, 384, 3, padding=1, **p), relu3=Activation("relu"),
+        conv4=Conv(384, 256, 3, padding=1, **p), relu4=Activation("relu"),
+        conv5=Conv(256, 256, 3, padding=1, **p), relu5=Activation("relu"),
         pool5=MaxPool(3, 2), avgpool=AdaptiveAvgPool(6),
     )
 
@@ -77,6 +78,9 @@ class AlexNet(Classifier):
       variant: "original" or "torchvision".
       dropout: dropout rate.
       in_channels: image channels.
+      dtype: compute dtype of the layers (None: float32 with float32 params; "bfloat16" for
+        mixed precision; LRN still sums in float32). The logits are float32.
+      param_dtype: parameter dtype (float32 master weights by default).
       rngs: parameter initialisation and dropout streams.
 
     References:
@@ -85,12 +89,14 @@ class AlexNet(Classifier):
     """
 
     def __init__(self, num_classes: int = 1000, *, variant: str = "original",
-                 dropout: float = 0.5, in_channels: int = 3, rngs: nnx.Rngs):
+                 dropout: float = 0.5, in_channels: int = 3, dtype=None,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        p = dict(check_dtypes(dtype, param_dtype), rngs=rngs)
         if variant == "original":
-            features, shape = _original(rngs, in_channels), (227, 227, in_channels)
+            features, shape = _original(p, in_channels), (227, 227, in_channels)
         elif variant == "torchvision":
-            features, shape = _torchvision(rngs, in_channels), (None, None, in_channels)
+            features, shape = _torchvision(p, in_channels), (None, None, in_channels)
         else:
             raise ValueError(f"unknown AlexNet variant {variant!r}; valid: {list(VARIANTS)}")
         self.variant = variant
-        super().__init__(shape, **features, **_head(num_classes, dropout, rngs))
+        super().__init__(shape, **features, **_head(num_classes, dropout, p))

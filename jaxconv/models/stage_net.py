@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.layers import Activation, Dense, Dropout, Flatten, Sequential, Stage
-from jaxconv.models.base import Classifier, flat_features
+from jaxconv.models.base import Classifier, check_dtypes, flat_features
 
 
 def _per_stage(value, n: int, name: str) -> tuple:
@@ -32,6 +33,9 @@ class StageNet(Classifier):
       pool_window: pooling window (stride = window) per stage (or one for all).
       hidden: sizes of hidden fully-connected layers before the classifier.
       dropout: dropout rate before each fully-connected layer (0 = none).
+      dtype: compute dtype of the layers (None: float32 with float32 params; "bfloat16" for
+        mixed precision; LCN and Lp pooling still sum in float32). The logits are float32.
+      param_dtype: parameter dtype (float32 master weights by default).
       rngs: parameter initialisation and dropout streams.
 
     Layer names: `stage1 ... stageN`, `flatten`, `fc1 ...`, `output`.
@@ -43,7 +47,8 @@ class StageNet(Classifier):
     def __init__(self, num_classes: int, *, input_shape: Sequence[int],
                  features: Sequence[int] = (16, 32), kernel_size=3, activation: str = "relu",
                  lcn_kernel_size=(5, 3), pool="max", pool_window=2,
-                 hidden: Sequence[int] = (), dropout: float = 0.0, rngs: nnx.Rngs):
+                 hidden: Sequence[int] = (), dropout: float = 0.0, dtype=None,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         n = len(features)
         if n < 1:
             raise ValueError("features must list at least one stage")
@@ -51,21 +56,22 @@ class StageNet(Classifier):
         lcns = _per_stage(lcn_kernel_size, n, "lcn_kernel_size")
         pools = _per_stage(pool, n, "pool")
         windows = _per_stage(pool_window, n, "pool_window")
+        p = check_dtypes(dtype, param_dtype)
         layers, cin = {}, input_shape[-1]
         for i, cout in enumerate(features):
             layers[f"stage{i + 1}"] = Stage(
                 cin, cout, kernels[i], activation=activation, lcn_kernel_size=lcns[i],
-                pool=pools[i], pool_window=windows[i], rngs=rngs)
+                pool=pools[i], pool_window=windows[i], rngs=rngs, **p)
             cin = cout
         layers["flatten"] = Flatten()
         width = flat_features(Sequential(**layers), input_shape)
         for i, size in enumerate(hidden):
             if dropout:
                 layers[f"dropout{i + 1}"] = Dropout(dropout, rngs=rngs)
-            layers[f"fc{i + 1}"] = Dense(width, size, rngs=rngs)
+            layers[f"fc{i + 1}"] = Dense(width, size, rngs=rngs, **p)
             layers[f"relu_fc{i + 1}"] = Activation("relu")
             width = size
         if dropout:
             layers["dropout_out"] = Dropout(dropout, rngs=rngs)
-        layers["output"] = Dense(width, num_classes, rngs=rngs)
+        layers["output"] = Dense(width, num_classes, rngs=rngs, **p)
         super().__init__(input_shape, **layers)

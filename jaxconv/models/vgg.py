@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.layers import Activation, AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, MaxPool
-from jaxconv.models.base import Classifier
+from jaxconv.models.base import Classifier, check_dtypes
 
 # Convolutions per stage; every stage ends with a 2x2 max pool (the paper's Table 1).
 STAGE_DEPTHS: dict[int, tuple[int, ...]] = {
@@ -22,28 +23,28 @@ conv_kernel_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 dense_kernel_init = nnx.initializers.normal(0.01)
 
 
-def _features(depth: int, channels: Sequence[int], in_channels: int, rngs: nnx.Rngs) -> dict:
+def _features(depth: int, channels: Sequence[int], in_channels: int, p: dict) -> dict:
     """Stages of 3x3/1 pad-1 conv + ReLU, each ending in a 2x2 max pool: `conv{s}_{i}` names."""
     layers, cin = {}, in_channels
     for stage, (n_convs, cout) in enumerate(zip(STAGE_DEPTHS[depth], channels), start=1):
         for i in range(1, n_convs + 1):
             layers[f"conv{stage}_{i}"] = Conv(cin, cout, 3, padding=1,
-                                              kernel_init=conv_kernel_init, rngs=rngs)
+                                              kernel_init=conv_kernel_init, **p)
             layers[f"relu{stage}_{i}"] = Activation("relu")
             cin = cout
         layers[f"pool{stage}"] = MaxPool(2)
     return layers
 
 
-def _head(flat: int, hidden: int, num_classes: int, dropout: float, rngs: nnx.Rngs) -> dict:
+def _head(flat: int, hidden: int, num_classes: int, dropout: float, p: dict) -> dict:
     """torchvision's `classifier`: FC6 -> ReLU -> dropout -> FC7 -> ReLU -> dropout -> FC8."""
     def dense(n_in, n_out):
-        return Dense(n_in, n_out, kernel_init=dense_kernel_init, rngs=rngs)
+        return Dense(n_in, n_out, kernel_init=dense_kernel_init, **p)
 
     return dict(
         flatten=Flatten(),
-        fc6=dense(flat, hidden), relu6=Activation("relu"), drop6=Dropout(dropout, rngs=rngs),
-        fc7=dense(hidden, hidden), relu7=Activation("relu"), drop7=Dropout(dropout, rngs=rngs),
+        fc6=dense(flat, hidden), relu6=Activation("relu"), drop6=Dropout(dropout, rngs=p["rngs"]),
+        fc7=dense(hidden, hidden), relu7=Activation("relu"), drop7=Dropout(dropout, rngs=p["rngs"]),
         fc8=dense(hidden, num_classes),
     )
 
@@ -72,6 +73,9 @@ class VGG(Classifier):
       channels: output channels of the five stages; `(64, 128, 256, 512, 512)` is VGG. Smaller
         widths give a same-layout miniature (tests, quick experiments).
       hidden: width of FC6 and FC7 (4096 in VGG).
+      dtype: compute dtype of the layers (None: float32 with float32 params; "bfloat16" for
+        mixed precision). The logits are float32.
+      param_dtype: parameter dtype (float32 master weights by default).
       rngs: parameter initialisation and dropout streams.
 
     Shapes: `(*batch, H, W, in_channels)` with H, W >= 32 -> `(*batch, num_classes)`.
@@ -84,7 +88,8 @@ class VGG(Classifier):
 
     def __init__(self, num_classes: int = 1000, *, depth: int = 11, dropout: float = 0.5,
                  in_channels: int = 3, channels: Sequence[int] = CHANNELS, hidden: int = 4096,
-                 rngs: nnx.Rngs):
+                 dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        p = dict(check_dtypes(dtype, param_dtype), rngs=rngs)
         if depth not in STAGE_DEPTHS:
             raise ValueError(f"unknown VGG depth {depth!r}; valid: {sorted(STAGE_DEPTHS)}")
         channels = tuple(channels)
@@ -94,7 +99,7 @@ class VGG(Classifier):
         self.depth = depth
         super().__init__(
             (None, None, in_channels),
-            **_features(depth, channels, in_channels, rngs),
+            **_features(depth, channels, in_channels, p),
             avgpool=AdaptiveAvgPool(POOL_OUTPUT),
-            **_head(channels[-1] * POOL_OUTPUT**2, hidden, num_classes, dropout, rngs),
+            **_head(channels[-1] * POOL_OUTPUT**2, hidden, num_classes, dropout, p),
         )
