@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxconv.data import DATASETS, digits
+from jaxconv.data import DATASETS, digits, sources
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,16 @@ def test_dataset_mean_std_match_train_split(arrays):
     spec = DATASETS["digits"]
     np.testing.assert_allclose(spec.mean, [x.mean()], atol=1e-4)
     np.testing.assert_allclose(spec.std, [x.std()], atol=1e-4)
+
+
+def test_first_build_announces_itself_as_offline(tmp_path, capfd, caplog):
+    """No "Downloading ... Unknown size" and no missing-dataset_info.json warning: the data
+    ship with scikit-learn, and the message says so (issue: first run looked like a download)."""
+    caplog.set_level("INFO")
+    builder, (train,) = sources.open_sources("digits", str(tmp_path), ["train"])
+    out, err = capfd.readouterr()
+    text = out + err + caplog.text
+    assert len(train) == 1500
+    assert "offline from scikit-learn's bundled copy" in text and str(tmp_path) in text
+    assert "Downloading" not in text and "Unknown size" not in text
+    assert "dataset_info.json" not in text and "Variant folder" not in text

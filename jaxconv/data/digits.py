@@ -38,6 +38,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 from typing import Any
 
 import numpy as np
@@ -96,8 +99,33 @@ def load_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, digits.target.astype(np.int64)
 
 
+class _DropVariantWarnings(logging.Filter):
+    """Drops TFDS's "Variant folder ... has no dataset_info.json" (absl) warnings: before the
+    first build the folder is legitimately empty, which TFDS words as a broken dataset."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Variant folder")
+
+
+@contextlib.contextmanager
+def _offline_messages():
+    """TFDS's download-oriented chatter (variant warnings, progress bars) off for the block."""
+    absl_logger, drop = logging.getLogger("absl"), _DropVariantWarnings()
+    absl_logger.addFilter(drop)
+    tfds.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(True)
+        absl_logger.removeFilter(drop)
+
+
 class Digits(tfds.core.GeneratorBasedBuilder):
-    """sklearn's 8x8 digits as a TFDS dataset (``array_record``, no TensorFlow needed)."""
+    """sklearn's 8x8 digits as a TFDS dataset (``array_record``, no TensorFlow needed).
+
+    Preparing it prints one line saying it is built offline from scikit-learn's bundled copy
+    (TFDS's "Downloading and preparing dataset Unknown size" does not apply to it).
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Stratified random split, 1500 train / 297 test, seed 0."}
@@ -105,7 +133,25 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     def __init__(self, *, file_format: str | None = None, **kwargs: Any):
         """Same arguments as `tfds.core.GeneratorBasedBuilder`; ``file_format`` defaults to
         ``"array_record"`` (the TFRecord default would need TensorFlow to write)."""
-        super().__init__(file_format=file_format or "array_record", **kwargs)
+        with _offline_messages():
+            super().__init__(file_format=file_format or "array_record", **kwargs)
+
+    def is_prepared(self) -> bool:
+        """TFDS's `is_prepared`, without its warning about the not-yet-built folder."""
+        with _offline_messages():
+            return super().is_prepared()
+
+    def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
+        """TFDS's `download_and_prepare` (nothing is downloaded), with offline messages."""
+        with _offline_messages():
+            super().download_and_prepare(*args, **kwargs)
+
+    def _log_download_bytes(self) -> None:
+        print(f"Building the digits dataset offline from scikit-learn's bundled copy "
+              f"({NUM_EXAMPLES} images, no download) into {self.data_dir}", file=sys.stderr)
+
+    def _log_download_done(self) -> None:
+        print(f"Digits dataset ready in {self.data_dir}; later runs reuse it.", file=sys.stderr)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
