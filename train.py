@@ -11,12 +11,11 @@ Run the same command again to resume from the newest readable checkpoint. On SIG
 (preemption notice) it writes a checkpoint of the current step and exits with status 143.
 """
 
-from jaxconv import host_memory, xla_flags
+from jaxconv import runtime
 
-# Both before jax starts its backend. CPU-only; the user's XLA_FLAGS win;
-# JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
-xla_flags.apply_cpu_performance_flags()
-host_memory.reuse_freed_memory()
+# XLA flags and malloc settings, before jax starts its backend. CPU-only; the user's
+# XLA_FLAGS win; JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
+runtime.tune_cpu()
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -20,8 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# The flags jaxconv.xla_flags applies (duplicated here so the benchmark can force them on/off
-# in subprocesses without importing jaxconv first).
+# The flags jaxconv.runtime.xla_flags applies (duplicated here so the benchmark can force them
+# on/off in subprocesses without importing jaxconv first).
 YNN_OFF_FLAG = (
     "--xla_cpu_experimental_ynn_fusion_type="
     "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"

@@ -27,10 +27,10 @@ def torch_worker_name(kinds: str) -> str:
 
 
 def reuse_freed_memory():
-    from jaxconv import host_memory
+    from jaxconv.runtime import malloc
 
-    if not host_memory.reuse_freed_memory():
-        raise SystemExit("host_memory.reuse_freed_memory() did not apply")
+    if not malloc.reuse_freed_memory():
+        raise SystemExit("malloc.reuse_freed_memory() did not apply")
 
 
 # ----------------------------------------------------------------------------------- jax side
@@ -39,7 +39,7 @@ def reuse_freed_memory():
 def jax_worker(args):
     tokens = set(args.variant.split("+"))
     if "apply" in tokens:
-        from jaxconv import xla_flags
+        from jaxconv.runtime import xla_flags
 
         xla_flags.apply_cpu_performance_flags()
     if "heap" in tokens:

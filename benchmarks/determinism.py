@@ -29,7 +29,7 @@ if DEVICE_FLAG not in os.environ.get("XLA_FLAGS", ""):  # No-op when imported by
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {DEVICE_FLAG}".strip()
 
 if __name__ == "__main__":
-    from jaxconv import xla_flags
+    from jaxconv.runtime import xla_flags
 
     xla_flags.apply_cpu_performance_flags()
 

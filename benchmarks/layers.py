@@ -2,9 +2,9 @@
 
 Run from the repository root (CPU: about 2-3 minutes on 2 cores)::
 
-    python benchmarks/layers.py                   # XLA flags of jaxconv.xla_flags applied
+    python benchmarks/layers.py                   # XLA flags of jaxconv.runtime.xla_flags applied
     python benchmarks/layers.py --xla=default     # XLA as installed (YNNPACK fusion on)
-    python benchmarks/layers.py --heap=default    # without jaxconv.host_memory's malloc settings
+    python benchmarks/layers.py --heap=default    # without jaxconv.runtime.malloc's settings
     python benchmarks/layers.py --sections=lc,lcn --batch=64
     python benchmarks/layers.py --device=gpu --dtype=bfloat16   # see gpu.sh
 
@@ -46,9 +46,9 @@ def _parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sections", default="lc,lcn,pool,conv")
     p.add_argument("--xla", choices=("apply", "default"), default="apply",
-                   help="apply = jaxconv.xla_flags.apply_cpu_performance_flags() first")
+                   help="apply = jaxconv.runtime.xla_flags.apply_cpu_performance_flags() first")
     p.add_argument("--heap", choices=("reuse", "default"), default="reuse",
-                   help="reuse = jaxconv.host_memory.reuse_freed_memory() first (as train.py)")
+                   help="reuse = jaxconv.runtime.malloc.reuse_freed_memory() first (as train.py)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--chunk_seconds", type=float, default=0.15)
@@ -62,15 +62,15 @@ ARGS = _parse()
 if ARGS.device == "cpu":
     os.environ["JAX_PLATFORMS"] = "cpu"
 if ARGS.xla == "apply":
-    from jaxconv import xla_flags
+    from jaxconv.runtime import xla_flags
 
     APPLIED = xla_flags.apply_cpu_performance_flags()
 else:
     APPLIED = []
 if ARGS.heap == "reuse":
-    from jaxconv import host_memory
+    from jaxconv.runtime import malloc
 
-    host_memory.reuse_freed_memory()
+    malloc.reuse_freed_memory()
 
 import jax  # noqa: E402  (XLA flags must be set first)
 import jax.numpy as jnp  # noqa: E402
@@ -291,7 +291,7 @@ def main():
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "jax backend": f"{jax.default_backend()} ({jax.devices()[0]})",
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
-        "flags applied by jaxconv.xla_flags": " ".join(APPLIED) or "none",
+        "flags applied by jaxconv.runtime.xla_flags": " ".join(APPLIED) or "none",
         "dtype": ARGS.dtype,
         "timing": f"{ARGS.rounds} interleaved rounds x 2 chunks of ~{ARGS.chunk_seconds}s, "
                   "median ms per call",

@@ -14,14 +14,14 @@ rotating order, to time a few steps. So every variant sees the same machine load
 reported figure is the median over all rounds.
 
 jax variants are `+`-joined tokens: `default` (XLA as installed), `ynn_off` (the YNNPACK fusion
-flags of jaxconv.xla_flags forced on), `apply` (the process calls
-`jaxconv.xla_flags.apply_cpu_performance_flags()` before importing jax), `xla`
+flags of jaxconv.runtime.xla_flags forced on), `apply` (the process calls
+`jaxconv.runtime.xla_flags.apply_cpu_performance_flags()` before importing jax), `xla`
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
 convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `bf16` (convs and dense
 layers compute in bfloat16),
-`heap` (`jaxconv.host_memory.reuse_freed_memory()` first, as `train.py` does).
+`heap` (`jaxconv.runtime.malloc.reuse_freed_memory()` first, as `train.py` does).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails),
 each optionally `+heap` (the same malloc settings, in a second torch process).
 

@@ -7,6 +7,10 @@
 - `jaxconv.data.prepare`: CLI that prepares the TFDS built-ins (needs TensorFlow).
 """
 
+from jaxconv import extras
+
+extras.require("train", feature=__name__)
+
 from jaxconv.data.digits import Digits
 from jaxconv.data.distortions import (
     Distortion,

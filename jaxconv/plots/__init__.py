@@ -7,6 +7,10 @@
     python -m jaxconv.plots --workdir runs/default
 """
 
+from jaxconv import extras
+
+extras.require("train", feature=__name__)
+
 from jaxconv.plots.figures import (
     confusion_matrix,
     plot_confusion,

@@ -7,6 +7,10 @@
     `python -m jaxconv.predict --workdir runs/default img1.png img2.png [--top-k 3] [--json]`
 """
 
+from jaxconv import extras
+
+extras.require("train", feature=__name__)
+
 from jaxconv.predict.images import ImageError, read_image
 from jaxconv.predict.predictor import FilePrediction, Predictor
 

@@ -9,6 +9,10 @@
 Importing this package does not import torch; only reading a `.pth` file does.
 """
 
+from jaxconv import extras
+
+extras.require("train", "PIL", "tqdm", feature=__name__)
+
 from jaxconv.pretrained.download import TORCHVISION_URLS, DownloadError, download, load
 from jaxconv.pretrained.preprocessing import (
     IMAGENET_MEAN,

@@ -13,6 +13,10 @@
 - `jaxconv.training.loop`: `train_and_evaluate(config, workdir)`.
 """
 
+from jaxconv import extras
+
+extras.require("train", feature=__name__)
+
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.config import ConfigError, validate_config
 from jaxconv.training.logs import NonFiniteLossError

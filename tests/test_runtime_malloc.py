@@ -1,4 +1,4 @@
-"""Tests for `jaxconv.host_memory`: page faults per XLA call, counted by the kernel.
+"""Tests for `jaxconv.runtime.malloc`: page faults per XLA call, counted by the kernel.
 
 Each case runs a child Python (malloc settings and XLA's thread pool are per process) that
 calls a jitted function writing a fresh 48 MiB output 30 times and reports the median of the
@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from jaxconv import host_memory
+from jaxconv.runtime import malloc
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = 48 * 2**20 // 4096
 
 _CHILD = textwrap.dedent("""
     import resource, statistics, sys
-    from jaxconv import host_memory
-    print("APPLIED", host_memory.reuse_freed_memory())
+    from jaxconv.runtime import malloc
+    print("APPLIED", malloc.reuse_freed_memory())
     import jax, jax.numpy as jnp
     x = jnp.ones((48 * 2**20 // 4,), jnp.float32)
     f = jax.jit(lambda x: x * 2)
@@ -41,7 +41,7 @@ _CHILD = textwrap.dedent("""
 
 def _faults(env_extra):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
-    env.pop(host_memory.DISABLE_ENV, None)
+    env.pop(malloc.DISABLE_ENV, None)
     env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, cwd=REPO,
                          capture_output=True, text=True, check=True, timeout=120).stdout
@@ -49,30 +49,30 @@ def _faults(env_extra):
     return lines["APPLIED"] == "True", float(lines["FAULTS"])
 
 
-@pytest.mark.skipif(host_memory._glibc() is None, reason="needs Linux with glibc")
+@pytest.mark.skipif(malloc.glibc() is None, reason="needs Linux with glibc")
 def test_freed_xla_buffers_are_reused_without_page_faults():
     applied, tuned = _faults({})
-    not_applied, default = _faults({host_memory.DISABLE_ENV: "1"})
+    not_applied, default = _faults({malloc.DISABLE_ENV: "1"})
     assert applied and not not_applied
     assert default > 0.9 * PAGES  # every page of each fresh 48 MiB output (12,288 pages)
     assert tuned < 0.05 * PAGES
 
 
 def test_opt_out_and_other_platforms_do_nothing(monkeypatch):
-    monkeypatch.setenv(host_memory.DISABLE_ENV, "1")
-    assert host_memory.reuse_freed_memory() is False
-    monkeypatch.delenv(host_memory.DISABLE_ENV)
+    monkeypatch.setenv(malloc.DISABLE_ENV, "1")
+    assert malloc.reuse_freed_memory() is False
+    monkeypatch.delenv(malloc.DISABLE_ENV)
     monkeypatch.setenv("JAX_PLATFORMS", "cuda")
-    assert host_memory.reuse_freed_memory() is False
+    assert malloc.reuse_freed_memory() is False
 
 
 def test_too_late_once_backends_started(monkeypatch, caplog):
     import jax
 
-    monkeypatch.delenv(host_memory.DISABLE_ENV, raising=False)
+    monkeypatch.delenv(malloc.DISABLE_ENV, raising=False)
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)
     jax.devices()
-    with caplog.at_level("WARNING", logger="jaxconv.host_memory"):
-        assert host_memory.reuse_freed_memory() is False
-    if host_memory._glibc() is not None:
+    with caplog.at_level("WARNING", logger="jaxconv.runtime.malloc"):
+        assert malloc.reuse_freed_memory() is False
+    if malloc.glibc() is not None:
         assert "already started" in caplog.text

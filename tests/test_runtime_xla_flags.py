@@ -1,4 +1,4 @@
-"""Tests for `jaxconv.xla_flags`: when the CPU flags are applied, and that they change kernels only.
+"""Tests for `jaxconv.runtime.xla_flags`: when the CPU flags apply; they change kernels only.
 
 The effect on XLA needs a fresh process (flags are read once, when the backend starts), so those
 tests run small child Pythons: one with the flags, one without, on the same conv + ReLU + grad.
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxconv import xla_flags
+from jaxconv import runtime
+from jaxconv.runtime import guard, malloc, xla_flags
 
 REPO = Path(__file__).resolve().parent.parent
 FLAG_NAME, FLAG_VALUE = xla_flags.CPU_PERFORMANCE_FLAGS[0]
@@ -30,7 +31,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_import_changes_nothing():
-    code = ("import os, jaxconv.xla_flags; from jax._src import xla_bridge; "
+    code = ("import os, jaxconv.runtime; from jax._src import xla_bridge; "
             "print(repr(os.environ.get('XLA_FLAGS')), xla_bridge.backends_are_initialized())")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
@@ -41,6 +42,24 @@ def test_import_changes_nothing():
 def test_opt_out(clean_env, monkeypatch):
     monkeypatch.setenv(xla_flags.DISABLE_ENV, "1")
     assert xla_flags.apply_cpu_performance_flags() == []
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_guard_reads_opt_out_and_platforms(monkeypatch):
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    for value, allowed in (("", True), ("0", True), ("1", False), ("yes", False)):
+        monkeypatch.setenv("JAXCONV_TEST_OPT_OUT", value)
+        assert guard.tuning_allowed("JAXCONV_TEST_OPT_OUT") is allowed
+    monkeypatch.delenv("JAXCONV_TEST_OPT_OUT")
+    for platforms, allowed in (("cpu", True), ("cuda,CPU", True), ("cuda", False)):
+        monkeypatch.setenv("JAX_PLATFORMS", platforms)
+        assert guard.tuning_allowed("JAXCONV_TEST_OPT_OUT") is allowed
+
+
+def test_tune_cpu_with_both_opt_outs_applies_nothing(clean_env, monkeypatch):
+    monkeypatch.setenv(xla_flags.DISABLE_ENV, "1")
+    monkeypatch.setenv(malloc.DISABLE_ENV, "1")
+    assert runtime.tune_cpu() == runtime.CpuTuning(xla_flags=[], malloc=False)
     assert "XLA_FLAGS" not in os.environ
 
 
@@ -59,7 +78,7 @@ def test_too_late_once_backends_started(clean_env, caplog):
     import jax
 
     jax.devices()  # this test process's backend is running: XLA has read its flags
-    with caplog.at_level("WARNING", logger="jaxconv.xla_flags"):
+    with caplog.at_level("WARNING", logger="jaxconv.runtime.xla_flags"):
         assert xla_flags.apply_cpu_performance_flags() == []
     assert "already started" in caplog.text
     assert "XLA_FLAGS" not in os.environ
@@ -78,7 +97,7 @@ def test_installed_jaxlib_accepts_the_flags(clean_env):
 
 _CHILD = textwrap.dedent("""
     import sys
-    from jaxconv import xla_flags
+    from jaxconv.runtime import xla_flags
     if sys.argv[1] == "apply":
         print("APPLIED", xla_flags.apply_cpu_performance_flags())
     import jax, jax.numpy as jnp, numpy as np

@@ -20,17 +20,19 @@ allocators), more of it while the heap settles (resident memory 441 -> 708 MB fo
 step above, 1.24 -> 1.89 GB for AlexNet at batch 16), and all threads share one allocator
 lock. Figures: `benchmarks/README.md`.
 
-Like `jaxconv.xla_flags`, this is for entry points (`train.py`, the CLIs), called before jax
-starts its backend (its thread pool must be created after ``M_ARENA_MAX``): importing the
-module changes nothing. Linux with glibc only; elsewhere it does nothing.
+Like `jaxconv.runtime.xla_flags`, this is for entry points (`train.py`, the CLIs, through
+`jaxconv.runtime.tune_cpu`), called before jax starts its backend (its thread pool must be
+created after ``M_ARENA_MAX``): importing the module changes nothing.
+Linux with glibc only; elsewhere it does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import sys
+
+from jaxconv.runtime import guard
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,12 @@ SETTINGS: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def _glibc():
+def glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc on Linux (the one `mallopt` here knows).
+
+    Returns:
+      The loaded library, or None elsewhere (other systems, musl).
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -53,12 +60,6 @@ def _glibc():
         return libc
     except (OSError, AttributeError):
         return None
-
-
-def _backends_started() -> bool:
-    from jaxconv.xla_flags import _backends_started as started
-
-    return started()
 
 
 def reuse_freed_memory() -> bool:
@@ -71,15 +72,12 @@ def reuse_freed_memory() -> bool:
     Returns:
       Whether every setting was applied.
     """
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+    if not guard.tuning_allowed(DISABLE_ENV):
         return False
-    platforms = os.environ.get("JAX_PLATFORMS", "")
-    if platforms and "cpu" not in platforms.lower().split(","):
-        return False
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return False
-    if _backends_started():
+    if guard.backends_started():
         logger.warning("jax backends already started: host malloc not tuned (call "
                        "reuse_freed_memory before using jax)")
         return False

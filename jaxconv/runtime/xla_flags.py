@@ -11,14 +11,15 @@ flags are CPU-only, so GPU/TPU runs are unaffected.
 
 XLA reads `XLA_FLAGS` when the first backend starts (the first computation or
 `jax.devices()`), not when jax is imported, so an entry point calls
-`apply_cpu_performance_flags()` before it computes anything::
+`apply_cpu_performance_flags()` (or `jaxconv.runtime.tune_cpu()`, which also tunes malloc)
+before it computes anything::
 
-    from jaxconv import xla_flags
-    xla_flags.apply_cpu_performance_flags()
+    from jaxconv import runtime
+    runtime.tune_cpu()
     import jax
 
 Importing this module changes nothing (it imports `jaxconv`, hence jax, but starts no
-backend); only the call does, as STYLE.md asks of library modules.
+backend); only the call does: library modules never configure JAX at import.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from jaxconv.runtime import guard
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +104,6 @@ def jaxlib_accepts(flags: str, *, use_cache: bool = True) -> bool:
     return accepted
 
 
-def _backends_started() -> bool:
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):  # private API moved: assume the worst
-        return True
-
-
 def apply_cpu_performance_flags(*, use_cache: bool = True) -> list[str]:
     """Appends `CPU_PERFORMANCE_FLAGS` to `XLA_FLAGS` where they are safe and not yet chosen.
 
@@ -126,17 +118,14 @@ def apply_cpu_performance_flags(*, use_cache: bool = True) -> list[str]:
     Returns:
       The flags added (empty when none was).
     """
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return []
-    platforms = os.environ.get("JAX_PLATFORMS", "")
-    if platforms and "cpu" not in platforms.lower().split(","):
+    if not guard.tuning_allowed(DISABLE_ENV):
         return []
     current = os.environ.get("XLA_FLAGS", "")
     named = {f.split("=", 1)[0] for f in current.split()}
     new = [f"{name}={value}" for name, value in CPU_PERFORMANCE_FLAGS if name not in named]
     if not new:
         return []
-    if _backends_started():
+    if guard.backends_started():
         logger.warning("jax backends already started: XLA flags %s not applied (call "
                        "apply_cpu_performance_flags before using jax)", new)
         return []

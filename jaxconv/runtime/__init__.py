@@ -1,0 +1,54 @@
+"""CPU runtime tuning for entry points: XLA flags and malloc settings, applied before jax starts.
+
+- `jaxconv.runtime.xla_flags`: `apply_cpu_performance_flags` (convolutions on every core;
+  opt out with `JAXCONV_NO_XLA_FLAGS=1`).
+- `jaxconv.runtime.malloc`: `reuse_freed_memory` (no page faults on XLA's per-step buffers;
+  opt out with `JAXCONV_NO_MALLOC_TUNING=1`).
+- `jaxconv.runtime.guard`: the one check both go through (opt-out variable, `JAX_PLATFORMS`,
+  backends already started).
+
+An entry point calls `tune_cpu()` before its first jax computation::
+
+    from jaxconv import runtime
+    runtime.tune_cpu()
+
+Importing this package changes nothing; library modules never call it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jaxconv.runtime import guard, malloc, xla_flags
+from jaxconv.runtime.malloc import reuse_freed_memory
+from jaxconv.runtime.xla_flags import apply_cpu_performance_flags
+
+
+class CpuTuning(NamedTuple):
+    """What `tune_cpu` applied."""
+
+    xla_flags: list[str]  # the flags added to XLA_FLAGS (empty when none was)
+    malloc: bool  # whether glibc's malloc now keeps freed memory
+
+
+def tune_cpu() -> CpuTuning:
+    """Applies the XLA flags, then the malloc settings; each is skipped as its module says.
+
+    Call it before jax starts its backend (the first computation or `jax.devices()`); after,
+    each logs a warning and applies nothing. CPU-only; the user's `XLA_FLAGS` win.
+
+    Returns:
+      A `CpuTuning` with what was applied.
+    """
+    return CpuTuning(apply_cpu_performance_flags(), reuse_freed_memory())
+
+
+__all__ = [
+    "CpuTuning",
+    "apply_cpu_performance_flags",
+    "guard",
+    "malloc",
+    "reuse_freed_memory",
+    "tune_cpu",
+    "xla_flags",
+]
