@@ -1,0 +1,58 @@
+"""mkdocs hook: renders docs/tutorial.py (jupytext percent format) into the tutorial page.
+
+The tutorial is a script whose `# %% [markdown]` cells are text and whose `# %%` cells are
+code, so it runs with `python docs/tutorial.py` and opens as a notebook with jupytext. On the
+site, `tutorial.md`'s `<!-- tutorial.py -->` marker is replaced by the cells: markdown cells
+as they are (their `# ` prefix removed), code cells as Python blocks, then a link to the
+script. What comes before the first cell (a jupytext header) is left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MARKER = "<!-- tutorial.py -->"
+SCRIPT = Path(__file__).resolve().parent / "tutorial.py"
+
+
+def _cells(source: str) -> list[tuple[str, list[str]]]:
+    """`[(kind, lines)]` with kind "markdown" or "code", in order."""
+    cells: list[tuple[str, list[str]]] = []
+    for line in source.splitlines():
+        if line.startswith("# %%"):
+            cells.append(("markdown" if "[markdown]" in line else "code", []))
+        elif cells:
+            cells[-1][1].append(line)
+    return cells
+
+
+def _uncomment(line: str) -> str:
+    return line[2:] if line.startswith("# ") else line.removeprefix("#")
+
+
+def render(source: str) -> str:
+    """Markdown for the cells of a percent-format script."""
+    out = []
+    for kind, lines in _cells(source):
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if not lines:
+            continue
+        if kind == "markdown":
+            out.append("\n".join(_uncomment(line) for line in lines))
+        else:
+            out.append("```python\n" + "\n".join(lines) + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def on_page_markdown(markdown: str, page, **kwargs) -> str:
+    """Replaces the marker on the tutorial page by the rendered script."""
+    if MARKER not in markdown:
+        return markdown
+    if not SCRIPT.exists():
+        return markdown.replace(MARKER, "# Tutorial\n\n*docs/tutorial.py is not in this checkout.*")
+    run = (f"\n---\n\nThis page is [`docs/{SCRIPT.name}`]({SCRIPT.name}): run it with "
+           f"`python docs/{SCRIPT.name}`, or open it as a notebook with jupytext.\n")
+    return markdown.replace(MARKER, render(SCRIPT.read_text()) + run)

@@ -1,0 +1,117 @@
+"""The docs stay true to the code: the generated config reference, the API pages, README's commands.
+
+`mkdocs build --strict` (in `.ci/run`) checks links and cross-references; these tests check
+what a build cannot see: a config key added without regenerating docs/configuration.md, a
+name in a module's `__all__` that the API reference cannot resolve, README drifting from CI.
+"""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+API_MODULES = ("functional", "layers", "models", "transfer", "pretrained", "predict", "plots",
+               "training")
+README_LINE_LIMIT = 150
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return _load(ROOT / "docs" / "gen_config_reference.py", "gen_config_reference")
+
+
+def test_configuration_reference_is_generated_from_default_config(gen):
+    want = gen.render(gen.read_keys())
+    got = (ROOT / "docs" / "configuration.md").read_text()
+    assert got == want, (
+        "docs/configuration.md differs from configs/default.py: "
+        "run `python docs/gen_config_reference.py` and commit the result")
+
+
+def test_configuration_reference_lists_every_key_with_its_type(gen):
+    ml_collections = pytest.importorskip("ml_collections")
+    config = _load(ROOT / "configs" / "default.py", "default_config").get_config()
+    assert isinstance(config, ml_collections.ConfigDict)
+
+    def flatten(cfg, prefix=""):
+        for name, value in cfg.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                yield from flatten(value, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", value
+
+    values = dict(flatten(config))
+    documented = {key.name: key for key in gen.read_keys() if key.type != "group"}
+    assert set(documented) == set(values), set(documented) ^ set(values)
+    for name, value in values.items():
+        assert documented[name].type.split("[")[0] == type(value).__name__, name
+        assert documented[name].meaning, name
+
+
+def test_read_keys_requires_a_comment_on_every_key(gen, tmp_path):
+    config = tmp_path / "config.py"
+    config.write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        "    c = ml_collections.ConfigDict()\n"
+        "    # --- Data ---\n"
+        "    # Where the data is,\n"
+        "    c.data_dir = '~/d'  # expanded.\n"
+        "    c.seed = 0\n"
+        "    return c\n")
+    with pytest.raises(ValueError, match=r"config\.py:9: config key 'seed' has no comment"):
+        gen.read_keys(config)
+    config.write_text(config.read_text().replace("c.seed = 0", "c.seed = 0  # Seed."))
+    keys = gen.read_keys(config)
+    assert [(k.name, k.type, k.default, k.meaning, k.section) for k in keys] == [
+        ("data_dir", "str", "'~/d'", "Where the data is, expanded.", "Data"),
+        ("seed", "int", "0", "Seed.", "Data"),
+    ]
+
+
+@pytest.mark.parametrize("name", API_MODULES)
+def test_api_reference_resolves_every_exported_name(name):
+    griffe = pytest.importorskip("griffe")
+    page = (ROOT / "docs" / "api" / f"{name}.md").read_text()
+    assert f"::: jaxconv.{name}\n" in page
+    module = griffe.load(f"jaxconv.{name}", search_paths=[str(ROOT)])
+    # `__all__`, or else the public names defined in the module itself (imports left out).
+    names = [str(n) for n in module.exports or ()] or [
+        n for n, member in module.members.items()
+        if not n.startswith("_") and not member.is_alias and not member.is_module]
+    assert names, f"jaxconv.{name} shows nothing"
+    unresolved = []
+    for export in names:
+        try:
+            module[export].kind  # noqa: B018 (resolves an alias)
+        except (KeyError, griffe.AliasResolutionError):
+            unresolved.append(export)
+    assert not unresolved, f"jaxconv.{name} exports what its API page cannot show"
+
+
+def _block(lines: list[str], start: int) -> list[str]:
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+    return lines[start + 1:end]
+
+
+def test_readme_is_short_and_runs_the_tests_as_ci_does():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    assert len(readme) <= README_LINE_LIMIT, len(readme)
+    heading = readme.index("## Run the tests")
+    fence = next(i for i in range(heading, len(readme)) if readme[i].startswith("```"))
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    begin = next(i for i, line in enumerate(ci) if "README: Run the tests" in line)
+    end = ci.index("# --- end ---")
+    plumbing = re.compile(r"^(set [+-]e|status=\$\?)$")
+    commands = [line for line in ci[begin + 1:end] if not plumbing.match(line)]
+    assert _block(readme, fence) == commands
