@@ -9,6 +9,7 @@
 
 Run the same command again to resume from the newest readable checkpoint. On SIGTERM
 (preemption notice) it writes a checkpoint of the current step and exits with status 143.
+After training it draws the run's figures into ``<workdir>/plots`` (``config.write_plots``).
 """
 
 from jaxconv import runtime
@@ -17,10 +18,14 @@ from jaxconv import runtime
 # XLA_FLAGS win; JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
 runtime.tune_cpu()
 
+import os  # noqa: E402
+
+import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxconv import training  # noqa: E402
+from jaxconv import plots, training  # noqa: E402
+from jaxconv.cli_errors import fail, quiet_logging  # noqa: E402
 from jaxconv.training import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -31,13 +36,25 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this proc
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv):
+def main(argv, hooks: training.Hooks | None = None):
+    """Trains as the flags say, then (``config.write_plots``) draws the run's figures.
+
+    Args:
+      argv: what absl left after parsing the flags (the program name only).
+      hooks: passed to `train_and_evaluate` (for drivers that wrap this entry point, such
+        as tests/reliability/fault_driver.py).
+    """
     if len(argv) > 1:
-        cli.fail(f"unexpected arguments: {argv[1:]}")
-    cli.quiet_logging()
+        fail(f"unexpected arguments: {argv[1:]}")
+    quiet_logging()
+    config, workdir = _CONFIG.value, _WORKDIR.value
     with cli.clean_errors():
         training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-        training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        state = training.train_and_evaluate(config, workdir, hooks=hooks)
+        if config.write_plots and jax.process_index() == 0:  # Local copies: no collective.
+            paths = plots.write_all(workdir, params=state.params)
+            print(f"wrote {len(paths)} plots to {os.path.dirname(paths[0])}" if paths
+                  else "wrote no plots", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import default as default_lib  # noqa: E402
-from jaxconv.training import loop  # noqa: E402
+from jaxconv import training  # noqa: E402
 
 MODES = {"jit, 1 device": ("jit", 1), "jit, 4 devices": ("jit", 4),
          "pmap, 4 devices": ("pmap", 4)}
@@ -64,7 +64,7 @@ def train(config, parallelism: str, num_devices: int) -> dict[str, dict[str, np.
       num_devices: how many of this process's devices to use.
     """
     config.parallelism = parallelism
-    job = loop.setup(config, devices=jax.devices()[:num_devices])
+    job = training.setup(config, devices=jax.devices()[:num_devices])
     state = job.par.put_state(job.state)
     metrics = []
     for _ in range(job.total_steps):
@@ -75,7 +75,7 @@ def train(config, parallelism: str, num_devices: int) -> dict[str, dict[str, np.
     return {
         "params": {jax.tree_util.keystr(p): np.asarray(x) for p, x in params},
         "train": {k: np.array([float(m[k]) for m in metrics]) for k in metrics[0]},
-        "eval": {k: np.float64(v) for k, v in loop.evaluate(job, state).items()},
+        "eval": {k: np.float64(v) for k, v in training.evaluate(job, state).items()},
     }
 
 

@@ -18,16 +18,18 @@ def digits_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(digits_dir, tmp_path_factory):
-    """A workdir of one short training run (default config, 30 steps, plots written at the
-    end), shared by the inference and plotting tests (once per xdist worker)."""
+    """A workdir of one short training run (default config, 30 steps, then its plots written
+    as train.py writes them), shared by the inference and plotting tests (once per xdist
+    worker)."""
     # Imported here, not at the top: the XLA flags above must be set before JAX starts.
     from configs import default
-    from jaxconv import training
+    from jaxconv import plots, training
 
     config = default.get_config()
     config.data_dir = digits_dir
     config.num_train_steps = 30
     config.progress_bar = False
     workdir = tmp_path_factory.mktemp("trained_run")
-    training.train_and_evaluate(config, workdir)
+    state = training.train_and_evaluate(config, workdir)
+    plots.write_all(workdir, params=state.params)
     return str(workdir)

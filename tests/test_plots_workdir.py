@@ -25,7 +25,7 @@ def _check_png(path, min_side=200):
 
 @pytest.mark.slow
 def test_training_writes_every_figure(trained_run):
-    """`config.write_plots` (on by default): the trainer wrote all five at the end."""
+    """After training (as train.py does with `config.write_plots`): all five figures."""
     for name in FIGURES:
         _check_png(f"{trained_run}/plots/{name}")
 

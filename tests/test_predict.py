@@ -14,8 +14,9 @@ from jaxconv.data.distortions import normalize
 from jaxconv.data.transforms import center_crop
 from jaxconv.models import StageNet
 from jaxconv.predict import Predictor
-from jaxconv.training.run_info import RunInfo, load_trained_model
+from jaxconv.runs import RunInfo, load_trained_model
 from jaxconv.training.state import split_model
+from jaxconv.transfer import torch_import
 
 MEAN, STD = (0.3058,), (0.3761,)
 
@@ -155,7 +156,7 @@ def test_from_torch_uses_imagenet_eval_preprocessing(tmp_path, monkeypatch):
         calls.append((name, path, num_classes, kwargs))
         return model
 
-    monkeypatch.setattr(pretrained, "from_torch", fake_from_torch)
+    monkeypatch.setattr(torch_import, "from_torch", fake_from_torch)
     predictor = Predictor.from_torch("alexnet", "w.safetensors", class_names=["a", "b", "c"],
                                      dropout=0.0)
     assert calls == [("alexnet", "w.safetensors", 3, {"dropout": 0.0})]

@@ -1,4 +1,4 @@
-"""jaxconv.pretrained.download: a local HTTP server stands in for download.pytorch.org."""
+"""jaxconv.transfer.download: a local HTTP server stands in for download.pytorch.org."""
 
 import functools
 import hashlib
@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 from jaxconv.models import VGG
 from jaxconv.pretrained import TORCHVISION_URLS, DownloadError, download, load
-from jaxconv.pretrained.download import expected_hash
+from jaxconv.transfer.download import expected_hash
 
 PAYLOAD = b"jaxconv test weights " * 1000
 

@@ -1,11 +1,11 @@
-"""jaxconv.pretrained.preprocessing: closed forms, crop geometry, resize against torch's."""
+"""jaxconv.transfer.preprocessing: closed forms, crop geometry, resize against torch's."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxconv.pretrained.preprocessing import (
+from jaxconv.transfer.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     center_crop,

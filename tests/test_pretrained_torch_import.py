@@ -1,4 +1,4 @@
-"""jaxconv.pretrained.torch_import: logits equal torchvision-layout torch nets; safe reads; errors.
+"""jaxconv.transfer.torch_import: logits equal torchvision-layout torch nets; safe reads; errors.
 
 The torch networks are torchvision's AlexNet and VGG rebuilt here in plain `torch.nn`
 (torchvision itself is not a dependency): same module order, hence the same state-dict keys.
@@ -146,9 +146,9 @@ def test_new_head_when_num_classes_differs(tmp_path, caplog):
     net = torch_vgg(11, 5, **TINY)
     state = _numpy_state(net)
     model, report = import_state_dict("vgg11", state, num_classes=3, seed=0, **TINY)
-    assert report.initialized == ("fc8.kernel", "fc8.bias")
+    assert report.initialized == ("fc8/kernel", "fc8/bias")
     assert report.checkpoint_classes == 5 and len(report.loaded) == len(state) - 2
-    assert ("features.0.weight", "conv1_1.kernel") in report.loaded
+    assert ("features.0.weight", "conv1_1/kernel") in report.loaded
     np.testing.assert_array_equal(model.conv1_1.kernel[...],
                                   state["features.0.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(model.fc7.kernel[...], state["classifier.3.weight"].T)
@@ -163,9 +163,9 @@ def test_new_head_when_num_classes_differs(tmp_path, caplog):
     assert model.drop6.deterministic  # eval mode
 
     save_file(state, tmp_path / "vgg.safetensors")
-    with caplog.at_level(logging.INFO, logger="jaxconv.pretrained"):
+    with caplog.at_level(logging.INFO, logger="jaxconv.transfer"):
         from_torch("vgg11", tmp_path / "vgg.safetensors", num_classes=3, **TINY)
-    assert "freshly initialised: fc8.kernel, fc8.bias (checkpoint has 5 classes)" in caplog.text
+    assert "freshly initialised: fc8/kernel, fc8/bias (checkpoint has 5 classes)" in caplog.text
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from shipped_configs import load_config
 
 from jaxconv import training
 from jaxconv.models import VGG, StageNet
+from jaxconv.runs import read_run_info, restore_params
 from jaxconv.training import finetune
 from jaxconv.training.config import ConfigError, validate_config
-from jaxconv.training.run_info import read_run_info, restore_params
 
 
 def _config(name="default", **overrides):

@@ -23,13 +23,15 @@ WORKER = textwrap.dedent("""
     import jax
     import numpy as np
     sys.path.insert(0, sys.argv[5])
-    from jaxconv import training
+    from jaxconv import plots, training
     import test_training_multiprocess as t
 
     port, pid, workdir, data_dir = sys.argv[1:5]
     training.initialize_distributed(f"127.0.0.1:{port}", 2, int(pid))
     assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
     state = training.train_and_evaluate(t.small_config(data_dir), workdir)
+    if jax.process_index() == 0:  # As train.py does: process-local params, no collective.
+        plots.write_all(workdir, params=state.params)
     leaves = jax.tree_util.tree_leaves_with_path(state.params)
     np.savez(f"{workdir}/params_{pid}.npz", **{
         jax.tree_util.keystr(p): np.asarray(x.addressable_data(0)) for p, x in leaves})

@@ -39,8 +39,8 @@ def test_mask_excludes_biases_and_scales():
 
 def test_coupled_decay_equals_grad_plus_wd_param_by_hand():
     lr, wd, mu = 0.1, 5e-4, 0.9
-    tx = make_optimizer(_opt(learning_rate=lr, weight_decay=wd, momentum=mu),
-                        steps_per_epoch=10, total_steps=100)
+    tx, _ = make_optimizer(_opt(learning_rate=lr, weight_decay=wd, momentum=mu),
+                           steps_per_epoch=10, total_steps=100)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), PARAMS)
     state = tx.init(PARAMS)
     updates, state = tx.update(grads, state, PARAMS)
@@ -60,12 +60,12 @@ def test_coupled_decay_equals_grad_plus_wd_param_by_hand():
 
 def test_nesterov_and_no_momentum():
     grads = jax.tree.map(jnp.ones_like, PARAMS)
-    plain = make_optimizer(_opt(momentum=0.0, weight_decay=0.0), steps_per_epoch=1,
-                           total_steps=1)
+    plain, _ = make_optimizer(_opt(momentum=0.0, weight_decay=0.0), steps_per_epoch=1,
+                              total_steps=1)
     u, _ = plain.update(grads, plain.init(PARAMS), PARAMS)
     np.testing.assert_allclose(u["output"]["kernel"], -0.1 * np.ones((3, 2)), rtol=1e-6)
-    nest = make_optimizer(_opt(nesterov=True, weight_decay=0.0), steps_per_epoch=1,
-                          total_steps=1)
+    nest, _ = make_optimizer(_opt(nesterov=True, weight_decay=0.0), steps_per_epoch=1,
+                             total_steps=1)
     u, _ = nest.update(grads, nest.init(PARAMS), PARAMS)
     # Nesterov first step: v = g; update = -lr * (g + mu * v) = -lr * 1.9.
     np.testing.assert_allclose(u["output"]["kernel"], -0.19 * np.ones((3, 2)), rtol=1e-6)
@@ -96,8 +96,21 @@ def test_cosine_with_linear_warmup():
 
 
 def test_global_norm_clipping_comes_first():
-    tx = make_optimizer(_opt(grad_clip_norm=1.0, momentum=0.0, weight_decay=0.0),
-                        steps_per_epoch=1, total_steps=1)
+    tx, _ = make_optimizer(_opt(grad_clip_norm=1.0, momentum=0.0, weight_decay=0.0),
+                           steps_per_epoch=1, total_steps=1)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 10.0), PARAMS)
     updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
     assert float(optax.global_norm(updates)) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_make_optimizer_returns_the_schedule_its_sgd_uses():
+    """Plain SGD, unit gradients: the update at step k is -schedule(k) (warmup + cosine)."""
+    opt = _opt(schedule="cosine", warmup_epochs=1.0, momentum=0.0, weight_decay=0.0)
+    tx, schedule = make_optimizer(opt, steps_per_epoch=2, total_steps=8)
+    reference = make_schedule(opt, steps_per_epoch=2, total_steps=8)
+    grads = jax.tree.map(jnp.ones_like, PARAMS)
+    state = tx.init(PARAMS)
+    for k in range(8):
+        updates, state = tx.update(grads, state, PARAMS)
+        assert float(schedule(k)) == pytest.approx(float(reference(k)), rel=1e-7)
+        np.testing.assert_allclose(updates["output"]["bias"], -float(schedule(k)), rtol=1e-6)

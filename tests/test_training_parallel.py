@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import default as default_lib
-from jaxconv.training import loop
+from jaxconv import training
 
 NUM_STEPS = 6
 # Float32 sums over 4 shards instead of 1 change the rounding: after 6 steps at lr 0.05 the
@@ -27,14 +27,14 @@ def _run(parallelism: str, devices, data_dir: str):
     config.num_train_steps = NUM_STEPS
     config.model_kwargs.hidden = (16,)
     chex.clear_trace_counter()
-    job = loop.setup(config, devices=devices, wrap=lambda f: chex.assert_max_traces(f, n=1))
+    job = training.setup(config, devices=devices, wrap=lambda f: chex.assert_max_traces(f, n=1))
     state = job.par.put_state(job.state)
     metrics = []
     for _ in range(NUM_STEPS):
         state, m = job.train_fn(state, job.par.put_batch(next(job.train_it)))
         metrics.append(m)
-    evaluation = loop.evaluate(job, state)
-    evaluation = loop.evaluate(job, state)  # A second pass: no retrace.
+    evaluation = training.evaluate(job, state)
+    evaluation = training.evaluate(job, state)  # A second pass: no retrace.
     losses = [float(m["loss"]) for m in job.par.to_host(metrics)]
     params = jax.device_get(job.par.host_state(state).params)
     return losses, params, evaluation, job.par.device_count

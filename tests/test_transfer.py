@@ -13,12 +13,24 @@ from jaxconv.transfer import (
     freeze_labels,
     load_matching,
     parameter_layers,
+    path_name,
     with_frozen,
 )
 
 
 def _net(num_classes=10, seed=0):
     return StageNet(num_classes, input_shape=(8, 8, 1), hidden=(16,), rngs=nnx.Rngs(seed))
+
+
+def test_path_name_spells_every_kind_of_path_the_same():
+    keys = jax.tree_util
+    path = (keys.DictKey("stage1"), keys.GetAttrKey("conv"), keys.SequenceKey(0),
+            keys.GetAttrKey("value"))
+    assert path_name(path) == "stage1/conv/0"  # nnx's `.value` attribute key is dropped.
+    assert path_name(("fc8", "kernel")) == "fc8/kernel"  # nnx.to_flat_state paths.
+    state = nnx.state(_net(), nnx.Param)
+    assert list(flat_params(state)) == list(flat_params(nnx.to_pure_dict(state)))
+    assert "stage1/conv/kernel" in flat_params(state)
 
 
 def test_parameter_layers_bottom_first():

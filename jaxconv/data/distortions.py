@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
-_PAD_MODES = ("constant", "reflect")
+PAD_MODES = ("constant", "reflect")  # Distortion.crop_padding_mode values.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +90,9 @@ class Distortion:
             raise ValueError(f"contrast must be in [0, 1], got {self.contrast}.")
         if int(self.crop_padding) != self.crop_padding:
             raise ValueError(f"crop_padding must be an integer, got {self.crop_padding}.")
-        if self.crop_padding_mode not in _PAD_MODES:
+        if self.crop_padding_mode not in PAD_MODES:
             raise ValueError(
-                f"crop_padding_mode must be one of {_PAD_MODES}, got {self.crop_padding_mode!r}."
+                f"crop_padding_mode must be one of {PAD_MODES}, got {self.crop_padding_mode!r}."
             )
 
     @property

@@ -6,8 +6,8 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.plots.workdir import write_all
-from jaxconv.training.cli import fail, quiet_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:

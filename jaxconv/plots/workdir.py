@@ -1,8 +1,9 @@
 """`write_all(workdir)`: every figure of a training run, as PNGs under ``workdir/plots/``.
 
-It reads what the run left: ``run.json`` and the newest checkpoint (`load_trained_model`),
-``metrics.json``'s history, and the run's dataset (``config.data_dir``, ``config.classes``).
-The trainer calls it at the end of training (``config.write_plots``);
+It reads what the run left (`jaxconv.runs`): ``run.json`` and the newest checkpoint
+(`load_trained_model`) or the trained parameters it is given, ``metrics.json``'s history, and
+the run's dataset (``config.data_dir``, ``config.classes``). ``train.py`` calls it after
+training (``config.write_plots``) with the final parameters;
 ``python -m jaxconv.plots --workdir DIR`` calls it on demand.
 
 Figures (a figure that does not apply is skipped with a logged warning saying why):
@@ -27,13 +28,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxconv import data
+from jaxconv import data, runs
 from jaxconv.layers import Activation, Dropout
 from jaxconv.plots import figures
 from jaxconv.predict import predictor as predictor_lib
-from jaxconv.training import config as config_lib
-from jaxconv.training.logs import METRICS_FILE
-from jaxconv.training.run_info import RunInfo, load_trained_model, read_run_info
+from jaxconv.runs import METRICS_FILE, RunInfo
 
 PLOTS_DIR = "plots"
 MAX_CONFUSION_EXAMPLES = 10_000  # Enough for every class of ImageNet to show up ~10 times.
@@ -84,8 +83,8 @@ def _dataset_batches(run: RunInfo, split: str, batch_size: int, **kwargs) -> dat
     """The run's dataset (its classes, its eval crop) read in order by this process alone."""
     config = run.config
     return data.eval_batches(
-        config["dataset"], config_lib.data_dir(config), split=split, batch_size=batch_size,
-        shard_index=0, shard_count=1, crop=config_lib.make_crop(config),
+        config["dataset"], runs.data_dir(config), split=split, batch_size=batch_size,
+        shard_index=0, shard_count=1, crop=runs.make_crop(config),
         classes=tuple(config.get("classes", ())) or None, **kwargs)
 
 
@@ -113,11 +112,11 @@ def predict_test_split(predictor: predictor_lib.Predictor, run: RunInfo,
 def distorted_samples(run: RunInfo, num_images: int = NUM_DISTORTED_IMAGES,
                       num_distortions: int = NUM_DISTORTIONS) -> tuple[np.ndarray, np.ndarray]:
     """The first training images, ``(N, H, W, C)`` in [0, 1], and ``(K, N, H, W, C)`` copies
-    under the run's `Distortion` (`jaxconv.training.config.make_distortion`), copy ``k`` with
+    under the run's `Distortion` (`jaxconv.runs.make_distortion`), copy ``k`` with
     key ``fold_in(key(seed), k)``."""
     batch = next(iter(_dataset_batches(run, run.dataset.train_split, num_images, cache=False)))
     images = batch["image"][batch["mask"]].astype(np.float32) / 255.0
-    distortion = config_lib.make_distortion(run.config)
+    distortion = runs.make_distortion(run.config)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(run.config.get("seed", 0)),
                                                     np.arange(num_distortions))
     copies = jax.jit(jax.vmap(lambda k: data.distort(k, images, distortion)))(keys)
@@ -139,7 +138,7 @@ def _skip(what: str, why: str) -> None:
     _log.warning("jaxconv.plots: no %s: %s", what, why)
 
 
-def write_all(workdir: str | os.PathLike, *, model: nnx.Module | None = None) -> list[str]:
+def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
     """Writes the module docstring's figures to ``workdir/plots/``; returns the PNG paths.
 
     Only this process reads and computes (no collectives): in a multi-process run, call it
@@ -148,8 +147,9 @@ def write_all(workdir: str | os.PathLike, *, model: nnx.Module | None = None) ->
     Args:
       workdir: a directory ``train.py`` wrote (``run.json``, ``checkpoints/``, and
         ``metrics.json`` once training finished).
-      model: the run's trained model with process-local parameters (the trainer passes its
-        final ones); None loads the newest checkpoint (`load_trained_model`).
+      params: the run's trained parameters (the ``params`` of the `TrainState` that
+        ``train_and_evaluate`` returns; replicated arrays: this process's copy is used, no
+        checkpoint read, no collective); None loads the newest checkpoint's.
 
     Returns:
       The paths written, in the module docstring's order (skipped figures are logged).
@@ -159,10 +159,7 @@ def write_all(workdir: str | os.PathLike, *, model: nnx.Module | None = None) ->
       ValueError: an unreadable checkpoint, or one that does not fit the run's model.
     """
     workdir = os.fspath(workdir)
-    if model is None:
-        model, run = load_trained_model(workdir)
-    else:
-        run = read_run_info(workdir)
+    model, run = runs.load_trained_model(workdir, params=params)
     out = os.path.join(workdir, PLOTS_DIR)
     written = []
     kernel = first_conv_kernel(model)

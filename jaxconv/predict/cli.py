@@ -12,8 +12,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.predict.predictor import FilePrediction, Predictor
-from jaxconv.training.cli import fail, quiet_logging
 
 EXIT_OK, EXIT_FILE_ERROR = 0, 1  # Exit status 2 (bad arguments or workdir) is `fail`'s.
 

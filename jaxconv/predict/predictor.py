@@ -12,12 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxconv import pretrained
 from jaxconv.data.distortions import normalize
 from jaxconv.data.transforms import center_crop
 from jaxconv.predict.images import ImageError, check_size, read_image
-from jaxconv.training.config import make_crop
-from jaxconv.training.run_info import RunInfo, load_trained_model
+from jaxconv.runs import RunInfo, load_trained_model, make_crop
+from jaxconv.transfer import preprocessing, torch_import
 
 # Labels per image when the caller does not say (fewer if the model has fewer classes).
 DEFAULT_TOP_K = 5
@@ -112,11 +111,12 @@ class Predictor:
         Raises:
           ValueError, FileNotFoundError: as `jaxconv.pretrained.from_torch`.
         """
-        model = pretrained.from_torch(name, path, num_classes=len(class_names), **model_kwargs)
-        side = pretrained.preprocessing.CROP_SIZE
+        model = torch_import.from_torch(name, path, num_classes=len(class_names),
+                                        **model_kwargs)
+        side = preprocessing.CROP_SIZE
         return cls(model, class_names=class_names, image_shape=(side, side, 3),
-                   mean=pretrained.IMAGENET_MEAN, std=pretrained.IMAGENET_STD,
-                   batch_size=batch_size, resize=pretrained.resize_center_crop)
+                   mean=preprocessing.IMAGENET_MEAN, std=preprocessing.IMAGENET_STD,
+                   batch_size=batch_size, resize=preprocessing.resize_center_crop)
 
     def _probabilities(self, state, images):
         model = nnx.merge(self.graphdef, state)

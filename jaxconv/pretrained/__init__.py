@@ -1,5 +1,8 @@
 """Pretrained torchvision weights (AlexNet, VGG-11, VGG-16) for jaxconv models.
 
+The public face of `jaxconv.transfer`'s pretrained-model modules (`torch_import`,
+`download`, `preprocessing`), re-exported under one short name:
+
 - `load(name)`: download torchvision's ImageNet weights once (SHA-256 checked) and import them.
 - `from_torch(name, path)`: import a local `.pth` (safe `weights_only` loading) or
   `.safetensors` state dict; `import_state_dict` does the same from arrays and returns a
@@ -13,8 +16,8 @@ from jaxconv import extras
 
 extras.require("train", "PIL", "tqdm", feature=__name__)
 
-from jaxconv.pretrained.download import TORCHVISION_URLS, DownloadError, download, load
-from jaxconv.pretrained.preprocessing import (
+from jaxconv.transfer.download import TORCHVISION_URLS, DownloadError, download, load
+from jaxconv.transfer.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     imagenet_eval,
@@ -22,7 +25,7 @@ from jaxconv.pretrained.preprocessing import (
     normalize,
     resize_center_crop,
 )
-from jaxconv.pretrained.torch_import import (
+from jaxconv.transfer.torch_import import (
     ARCHITECTURES,
     ImportReport,
     WeightImportError,

@@ -1,16 +1,25 @@
 """The trainer: config checks, optimizer, pure steps, parallelism, checkpoints, logs, loop.
 
 - `jaxconv.training.config`: `validate_config`, `ConfigError`, config -> typed arguments.
-- `jaxconv.training.optimizer`: `make_optimizer`, `make_schedule`, `decay_mask`.
+- `jaxconv.training.optimizer`: `make_optimizer` (-> ``(tx, schedule)``), `make_schedule`,
+  `decay_mask`, `SCHEDULES`.
 - `jaxconv.training.state`: `TrainState`, `ModelDef`, `split_model`, `create_train_state`.
 - `jaxconv.training.steps`: `train_step`, `eval_step` (pure; distortion on device).
-- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `initialize_distributed`.
+- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`,
+  `initialize_distributed`.
 - `jaxconv.training.checkpoint`: `Checkpointer` (Orbax; state + data iterator, fallback to
   an older step), `CheckpointError`.
 - `jaxconv.training.preemption`: SIGTERM -> final checkpoint -> `Preempted`.
-- `jaxconv.training.finetune`, `run_info`: config.init / config.freeze; `run.json`.
+- `jaxconv.training.finetune`: config.init / config.freeze -> `jaxconv.transfer`.
 - `jaxconv.training.logs`: `MetricLogger` (TensorBoard, metrics.json, progress bar).
-- `jaxconv.training.loop`: `train_and_evaluate(config, workdir)`.
+- `jaxconv.training.job`: `setup(config)` -> `Job` (model, optimizer, steps, iterators),
+  `evaluate`.
+- `jaxconv.training.hooks`: `Hooks`, the loop's callback points (start, step, save, end).
+- `jaxconv.training.loop`: `train_and_evaluate(config, workdir, hooks=...)`.
+- `jaxconv.training.cli`: ``train.py``'s flag parsing and clean errors.
+
+Run records (``run.json``, checkpoint paths, `restore_params`, `load_trained_model`) are
+in `jaxconv.runs`, shared with `jaxconv.predict` and `jaxconv.plots`.
 """
 
 from jaxconv import extras
@@ -19,8 +28,10 @@ extras.require("train", feature=__name__)
 
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.config import ConfigError, validate_config
+from jaxconv.training.hooks import Hooks
+from jaxconv.training.job import Job, build_job, build_step_fns, evaluate, setup
 from jaxconv.training.logs import NonFiniteLossError
-from jaxconv.training.loop import build_step_fns, setup, train_and_evaluate
+from jaxconv.training.loop import train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
 from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
 from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
@@ -32,16 +43,20 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "ConfigError",
+    "Hooks",
     "JitParallel",
+    "Job",
     "ModelDef",
     "NonFiniteLossError",
     "PmapParallel",
     "Preempted",
     "TrainState",
+    "build_job",
     "build_step_fns",
     "create_train_state",
     "decay_mask",
     "eval_step",
+    "evaluate",
     "initialize_distributed",
     "make_optimizer",
     "make_schedule",

@@ -32,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from jaxconv.data import iterator_restore_args, iterator_save_args
 from jaxconv.training.preemption import any_process
@@ -157,8 +158,6 @@ class Checkpointer:
                 os.rename(path, target)
                 logging.warning("moved the unreadable checkpoint %s to %s", path, target)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices("jaxconv_checkpoint_set_aside")
         self._manager.reload()
 

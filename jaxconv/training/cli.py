@@ -5,7 +5,8 @@ of the wrong type ends the program with one line naming the key, the value and w
 valid (ml_collections would otherwise print an AttributeError traceback or absl a two-line
 usage error). `clean_errors` does the same for errors found after parsing (`ConfigError`, a
 dataset that is not prepared, a non-finite loss, an unusable checkpoint) and reports a
-preemption (SIGTERM: checkpoint written, exit status 143).
+preemption (SIGTERM: checkpoint written, exit status 143). The helpers every command line
+shares (`fail`, `quiet_logging`) are in `jaxconv.cli_errors`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import contextlib
 import importlib.util
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from absl import flags
-from absl import logging as absl_logging
 
+from jaxconv.cli_errors import fail
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
 from jaxconv.training.logs import NonFiniteLossError
@@ -26,13 +27,6 @@ from jaxconv.training.parallel import DistributedArgumentError
 from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 CONFIG_FLAG = "config"
-EXIT_CODE = 2
-
-
-def fail(message: str, code: int = EXIT_CODE) -> NoReturn:
-    """Prints ``error: <message>`` on stderr and exits with status `code` (default 2)."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -108,13 +102,6 @@ def parse_flags(argv: list[str]) -> list[str]:
     except (AttributeError, KeyError) as err:  # ml_collections: unknown --config.<key>.
         config = _load_config(argv)
         fail(_unknown_key_message(argv, config) if config is not None else str(err))
-
-
-def quiet_logging() -> None:
-    """Shows warnings and errors only, unless ``--verbosity`` was given (absl's default is
-    INFO once flags are parsed, which floods the terminal with Orbax's progress lines)."""
-    if not flags.FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 @contextlib.contextmanager

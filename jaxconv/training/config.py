@@ -2,31 +2,34 @@
 
 `validate_config` checks every key of a config shaped like ``configs/default.py`` and raises
 one `ConfigError` whose one-line message names the key, the bad value and the valid choices:
-``train.py`` prints that line and exits, with no traceback. The helpers turn the checked
-config into typed arguments (model kwargs, `jaxconv.data.Distortion`, step counts), so that
-nothing below the trainer ever sees a ConfigDict.
+``train.py`` prints that line and exits, with no traceback. The trainer calls it once per
+run, before anything is written; `check_batch_split` adds the one check that needs the
+devices. The helpers turn the checked config into typed arguments (model kwargs, step
+counts; the input pipeline's crop and distortion are `jaxconv.runs.make_crop` and
+`make_distortion`, shared with the readers of a finished run), so that nothing below the
+trainer ever sees a ConfigDict. The valid choices are the owners' constants
+(`jaxconv.training.optimizer.SCHEDULES`, `jaxconv.training.parallel.PARALLELISM`, ...).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
-from jaxconv.data import DATASETS, DatasetInfo, Distortion, ResizeCrop
+from jaxconv import runs
+from jaxconv.data import DATASETS, DatasetInfo
+from jaxconv.data.distortions import PAD_MODES
 from jaxconv.data.transforms import TRAIN_MODES
 from jaxconv.models import MODELS
+from jaxconv.training.optimizer import SCHEDULES
+from jaxconv.training.parallel import PARALLELISM
 
 # An ml_collections.ConfigDict shaped like configs/default.py (or nested mappings).
 Config = Any
-
-PARALLELISM = ("jit", "pmap")
-SCHEDULES = ("constant", "step", "cosine")
-PAD_MODES = ("constant", "reflect")
 
 _NUMBER = (int, float)
 # Every key the trainer reads: dotted name -> accepted Python types (model_kwargs is checked
@@ -84,7 +87,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train_crop": TRAIN_MODES,
     "distortion.crop_padding_mode": PAD_MODES,
     "optimizer.schedule": SCHEDULES,
-    "parallelism": PARALLELISM,
+    "parallelism": tuple(PARALLELISM),
 }
 # Model arguments the trainer fills in from the dataset when the config leaves them out.
 _DERIVED_MODEL_ARGS = ("num_classes", "input_shape", "in_channels", "input_size")
@@ -132,10 +135,8 @@ def _check_ranges(config: Config, device_count: int | None) -> None:
     for key in positive:
         if _get(config, key) < 1:
             raise _fail(key, _get(config, key), "must be >= 1")
-    for key in ("batch_size", "eval_batch_size"):
-        if device_count is not None and _get(config, key) % device_count:
-            raise _fail(key, _get(config, key),
-                        f"must be divisible by the number of devices ({device_count})")
+    if device_count is not None:
+        check_batch_split(config, device_count)
     nonnegative = ("image_size", "crop_resize_size", "worker_count", "eval_every_steps",
                    "optimizer.learning_rate", "optimizer.weight_decay",
                    "optimizer.warmup_epochs", "optimizer.grad_clip_norm")
@@ -201,13 +202,25 @@ def _model_args(model: str) -> list[str]:
     return [p for p in params if p not in ("self", "rngs")]
 
 
+def check_batch_split(config: Config, device_count: int) -> None:
+    """Checks that the global batch sizes split evenly over `device_count` devices.
+
+    Raises:
+      ConfigError: ``batch_size`` or ``eval_batch_size`` is not a multiple of it.
+    """
+    for key in ("batch_size", "eval_batch_size"):
+        if _get(config, key) % device_count:
+            raise _fail(key, _get(config, key),
+                        f"must be divisible by the number of devices ({device_count})")
+
+
 def validate_config(config: Config, *, device_count: int | None = None) -> None:
     """Checks every key the trainer reads.
 
     Args:
       config: a ConfigDict (or mapping) shaped like ``configs/default.py``.
       device_count: devices over all processes (the global batch sizes must split over
-        them); None skips that check.
+        them, `check_batch_split`); None skips that check.
 
     Raises:
       ConfigError: a key is missing, unknown, of the wrong type, not a valid choice or out of
@@ -216,36 +229,10 @@ def validate_config(config: Config, *, device_count: int | None = None) -> None:
     _check_types(config)
     _check_ranges(config, device_count)
     _check_model_kwargs(config)
-    make_distortion(config)
-
-
-def make_distortion(config: Config) -> Distortion:
-    """The `Distortion` of ``config.distortion``.
-
-    Raises:
-      ConfigError: a distortion value is out of range (the message names it).
-    """
-    d = dict(config["distortion"])
-    d["scale"] = tuple(float(s) for s in d["scale"])
     try:
-        return Distortion(**d)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config.distortion: {err}") from err
-
-
-def make_crop(config: Config) -> ResizeCrop | None:
-    """The host resize/crop of ``config.dataset``'s images, or None for fixed-size datasets.
-
-    Variable-size datasets (imagenet2012) are cropped to ``config.image_size`` (0: the
-    dataset's default) after resizing the shorter side to ``config.crop_resize_size`` (0:
-    ``size * 256 / 224``); training uses ``config.train_crop``, eval the central crop.
-    """
-    default_size = DATASETS[config["dataset"]].default_image_size
-    if default_size is None:
-        return None
-    return ResizeCrop(image_size=config["image_size"] or default_size,
-                      train_mode=config["train_crop"],
-                      resize_size=config["crop_resize_size"] or None)
+        runs.make_distortion(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
@@ -264,12 +251,6 @@ def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
         if name in params and name not in kwargs:
             kwargs[name] = derived[name]
     return kwargs
-
-
-def data_dir(config: Config) -> str:
-    """``config.data_dir`` with ``~`` expanded (``gs://`` paths unchanged)."""
-    path = config["data_dir"]
-    return path if "://" in path else os.path.expanduser(path)
 
 
 def steps_per_epoch(config: Config, num_train: int) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
-METRICS_FILE = "metrics.json"
+from jaxconv.runs import METRICS_FILE
 
 
 class NonFiniteLossError(FloatingPointError):

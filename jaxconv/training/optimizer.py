@@ -1,12 +1,15 @@
 """The optimizer: SGD with momentum, coupled L2 weight decay, learning-rate schedules.
 
-`make_optimizer` returns one ``optax.chain``, every hyperparameter from ``config.optimizer``:
+`make_optimizer` returns one ``optax.chain`` and its learning-rate schedule (the trainer
+logs the rate the chain uses, with no second build), every hyperparameter from
+``config.optimizer``:
 
 1. ``clip_by_global_norm(grad_clip_norm)`` when it is > 0 (on the raw gradient);
 2. ``add_decayed_weights(weight_decay, mask)``: *coupled* L2 decay, ``g + wd * w``, before the
    momentum (as ``torch.optim.SGD(weight_decay=...)`` and Krizhevsky et al. 2012 do; AdamW's
    decoupled decay would come after the scaling). The mask skips parameters whose name (last
-   path component) is in ``no_decay_names`` (default: biases and normalization scales);
+   component of `jaxconv.transfer.paths.path_name`) is in ``no_decay_names`` (default:
+   biases and normalization scales);
 3. ``sgd(schedule, momentum, nesterov)``: ``v <- momentum * v + g; w <- w - lr * v``
    (optax's and PyTorch's form; Nesterov: ``w <- w - lr * (g + momentum * v)``).
 
@@ -25,10 +28,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxconv.training.config import SCHEDULES, Config
+from jaxconv.transfer.paths import leaf_name
+
+SCHEDULES = ("constant", "step", "cosine")  # config.optimizer.schedule values.
 
 
-def make_schedule(opt: Config, *, steps_per_epoch: float, total_steps: int) -> optax.Schedule:
+def make_schedule(opt: Any, *, steps_per_epoch: float, total_steps: int) -> optax.Schedule:
     """The learning rate as a function of the step (``config.optimizer``).
 
     Args:
@@ -71,14 +76,6 @@ def make_schedule(opt: Config, *, steps_per_epoch: float, total_steps: int) -> o
     return schedule
 
 
-def _param_name(path: Sequence[Any]) -> str:
-    last = path[-1]
-    for attr in ("key", "name", "idx"):
-        if hasattr(last, attr):
-            return str(getattr(last, attr))
-    return str(last)
-
-
 def decay_mask(no_decay_names: Sequence[str]) -> Callable[[Any], Any]:
     """A mask function for ``optax.add_decayed_weights``: True where a parameter is decayed.
 
@@ -96,16 +93,16 @@ def decay_mask(no_decay_names: Sequence[str]) -> Callable[[Any], Any]:
 
     def mask(params):
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: _param_name(path) not in excluded, params
+            lambda path, _: leaf_name(path) not in excluded, params
         )
 
     return mask
 
 
 def make_optimizer(
-    opt: Config, *, steps_per_epoch: float, total_steps: int
-) -> optax.GradientTransformation:
-    """The optax chain of the module docstring, from ``config.optimizer``.
+    opt: Any, *, steps_per_epoch: float, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optax chain of the module docstring and its schedule, from ``config.optimizer``.
 
     Args:
       opt: ``config.optimizer`` (learning_rate, momentum, nesterov, weight_decay,
@@ -115,7 +112,8 @@ def make_optimizer(
       total_steps: training length in steps.
 
     Returns:
-      ``optax.chain(clip?, add_decayed_weights?, sgd)``.
+      ``(tx, schedule)``: ``optax.chain(clip?, add_decayed_weights?, sgd)`` and the
+      `make_schedule` learning rate its SGD uses (``step -> lr``, for logging).
     """
     schedule = make_schedule(opt, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     parts = []
@@ -127,4 +125,4 @@ def make_optimizer(
         )
     momentum = float(opt.momentum) or None
     parts.append(optax.sgd(schedule, momentum=momentum, nesterov=bool(opt.nesterov)))
-    return optax.chain(*parts)
+    return optax.chain(*parts), schedule

@@ -25,8 +25,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxconv.training.config import PARALLELISM
-
 PMAP_AXIS = "batch"
 
 
@@ -188,8 +186,15 @@ class PmapParallel:
         return jax.tree.map(_first_replica, tree)
 
 
+# config.parallelism -> strategy.
+PARALLELISM: dict[str, type[JitParallel] | type[PmapParallel]] = {
+    "jit": JitParallel,
+    "pmap": PmapParallel,
+}
+
+
 def create(parallelism: str, devices: list[jax.Device] | None = None):
-    """The strategy named by ``config.parallelism``: `JitParallel` or `PmapParallel`.
+    """The strategy named by ``config.parallelism`` (`PARALLELISM`).
 
     Args:
       parallelism: "jit" or "pmap".
@@ -198,8 +203,6 @@ def create(parallelism: str, devices: list[jax.Device] | None = None):
     Raises:
       ValueError: unknown name.
     """
-    if parallelism == "jit":
-        return JitParallel(devices)
-    if parallelism == "pmap":
-        return PmapParallel(devices)
-    raise ValueError(f"unknown parallelism {parallelism!r}; valid: {list(PARALLELISM)}")
+    if parallelism not in PARALLELISM:
+        raise ValueError(f"unknown parallelism {parallelism!r}; valid: {list(PARALLELISM)}")
+    return PARALLELISM[parallelism](devices)

@@ -1,4 +1,4 @@
-"""Stopping cleanly on a preemption notice (SIGTERM), and a fault-injection hook for tests.
+"""Stopping cleanly on a preemption notice (SIGTERM).
 
 `SigtermNotice` turns SIGTERM (what Kubernetes, Slurm and preemptible TPU/GPU VMs send before
 they kill a job) into a flag the training loop polls: the loop then saves a checkpoint of the
@@ -12,28 +12,18 @@ notice may reach only some processes: the flag is combined across processes (`an
 one tiny all-gather) only at the loop's sync points (every ``log_every_steps``, checkpoint and
 eval steps), which every process reaches at the same step, so no process waits on another
 between them. A single process polls the flag every step (no communication at all).
-
-`fault_point` is inert unless the environment variable ``JAXCONV_FAULT_AT`` is set (tests
-only): ``JAXCONV_FAULT_AT="save@10"`` makes the process send itself SIGKILL when the loop
-reaches point ``save`` at step 10; ``"step@23:TERM"`` sends SIGTERM instead. Points:
-``start`` (state restored, no step run yet), ``step`` (step dispatched, running on the
-device), ``save`` (a checkpoint save returned: its files are being written in the background),
-``end`` (all steps done, the last save in flight, before the final evaluation). Several entries
-may be given, separated by commas.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import signal
 import threading
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
-FAULT_ENV = "JAXCONV_FAULT_AT"
 
 
 class Preempted(Exception):
@@ -44,8 +34,6 @@ def any_process(flag: bool) -> bool:
     """True if `flag` is true in any process (every process must call this; no-op alone)."""
     if jax.process_count() == 1:
         return bool(flag)
-    from jax.experimental import multihost_utils
-
     return bool(np.any(multihost_utils.process_allgather(np.asarray([flag], np.int32))))
 
 
@@ -84,25 +72,3 @@ class SigtermNotice:
         if jax.process_count() == 1:
             return self.received
         return sync_point and any_process(self.received)
-
-
-@functools.cache
-def _fault_plan() -> dict[tuple[str, int], int]:
-    plan = {}
-    for entry in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
-        point, _, rest = entry.strip().partition("@")
-        step, _, sig = rest.partition(":")
-        plan[(point, int(step))] = getattr(signal, f"SIG{sig or 'KILL'}")
-    return plan
-
-
-def fault_point(name: str, step: int) -> None:
-    """Test hook: signals this process if ``JAXCONV_FAULT_AT`` names `name` at `step`.
-
-    Args:
-      name: the point in the loop (module docstring).
-      step: the current step.
-    """
-    sig = _fault_plan().get((name, step)) if os.environ.get(FAULT_ENV) else None
-    if sig is not None:
-        os.kill(os.getpid(), sig)

@@ -3,8 +3,10 @@
 Both take uint8 images from the host and do all image math on device: the train step
 distorts (`jaxconv.data.distort`, per-example keys) and normalizes, the eval step only
 normalizes. The fixed dependencies (model definition, optimizer, schedule, distortion,
-dataset mean/std, collective axis) are bound with ``functools.partial``; `jaxconv.training.
-parallel` jits the result once, donating the state.
+dataset mean/std, collective axis) are keyword arguments, bound by the closures of
+`jaxconv.training.job.build_step_fns` (closures rather than ``functools.partial``, so that
+``chex.assert_max_traces`` can wrap them); `jaxconv.training.parallel` jits the result once,
+donating the state.
 
 Under ``jax.jit`` the batch is one global array (sharded over the mesh) and means are global.
 Under ``jax.pmap`` (``axis_name`` set) each device sees its slice: gradients and metrics are
@@ -58,7 +60,8 @@ def train_step(
       batch: ``{"image": uint8 (B, H, W, C), "label": int32 (B,)}``.
       model: the split model.
       tx: the optimizer (`jaxconv.training.make_optimizer`).
-      schedule: its learning-rate schedule (for the logged ``learning_rate``).
+      schedule: its learning-rate schedule (`make_optimizer` returns it with `tx`; for the
+        logged ``learning_rate``).
       distortion: random distortion of the training images.
       mean: per-channel mean for `jaxconv.data.normalize`.
       std: per-channel standard deviation.

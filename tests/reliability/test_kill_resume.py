@@ -1,11 +1,12 @@
 """kill -9 anywhere, and SIGTERM: ``train.py`` restarted with the same command ends bit-exact.
 
-One workdir is interrupted six times (five SIGKILLs, one SIGTERM) at points chosen with the
-``JAXCONV_FAULT_AT`` hook (`jaxconv.training.preemption`; the process signals itself there) or
-from outside (the test polls for Orbax's temporary directory and kills mid-write), each time
-restarted with the same command line, and must end with parameters bit-identical to an
-uninterrupted run. 40 steps, a checkpoint every 5, dropout and the random distortions on.
-The subprocesses share a persistent compilation cache so that each restart takes seconds.
+One workdir is interrupted six times (five SIGKILLs, one SIGTERM) at points chosen through
+the loop's hooks (``fault_driver.py``: ``train.py`` with a `jaxconv.training.Hooks` that
+signals its own process there, ``--fault_at=save@10``) or from outside (the test polls for
+Orbax's temporary directory and kills mid-write), each time restarted with the same flags,
+and must end with parameters bit-identical to an uninterrupted run. 40 steps, a checkpoint
+every 5, dropout and the random distortions on. The subprocesses share a persistent
+compilation cache so that each restart takes seconds.
 """
 
 import os
@@ -19,31 +20,30 @@ import numpy as np
 import pytest
 
 from jaxconv import data
-from jaxconv.training.preemption import FAULT_ENV, PREEMPTED_EXIT_CODE
-from jaxconv.training.run_info import restore_params
+from jaxconv.runs import restore_params
+from jaxconv.training.preemption import PREEMPTED_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DRIVER = os.path.join("tests", "reliability", "fault_driver.py")
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 TIMEOUT = 240
 
 
-def _command(workdir, data_dir):
-    return [sys.executable, "train.py", "--config", "configs/default.py", "--workdir",
+def _command(workdir, data_dir, fault=None):
+    """train.py's command line, or (`fault`) the fault driver's with the same flags."""
+    program = [DRIVER, f"--fault_at={fault}"] if fault else ["train.py"]
+    return [sys.executable, *program, "--config", "configs/default.py", "--workdir",
             str(workdir), f"--config.data_dir={data_dir}", "--config.num_train_steps=40",
             "--config.checkpoint_every_steps=5", "--config.log_every_steps=5",
             "--config.progress_bar=False", "--config.write_plots=False",
             "--config.model_kwargs.hidden=(16,)", "--config.model_kwargs.dropout=0.5"]
 
 
-def _env(cache_dir, fault=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",  # 1 device, train.py's flags.
-               JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    env.pop(FAULT_ENV, None)
-    if fault:
-        env[FAULT_ENV] = fault
-    return env
+def _env(cache_dir):
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",  # 1 device, train.py's flags.
+                JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 def _run(command, env):
@@ -81,35 +81,39 @@ def test_killed_anywhere_and_preempted_resumes_bit_exact(tmp_path):
     rc, out = _run(_command(reference, data_dir), _env(cache))
     assert rc == 0, out[-3000:]
     command = _command(workdir, data_dir)
+    env = _env(cache)
+
+    def faulted(fault):
+        return _run(_command(workdir, data_dir, fault), env)
 
     # 1. Mid-run, between checkpoints (step 5's write may still be in flight).
-    rc, out = _run(command, _env(cache, "step@7"))
+    rc, out = faulted("step@7")
     assert rc == -signal.SIGKILL, out[-3000:]
     assert _committed(checkpoints) in ([], [5])
     # 2. Just after save(10) returned: its files are being written in the background.
-    rc, out = _run(command, _env(cache, "save@10"))
+    rc, out = faulted("save@10")
     assert rc == -signal.SIGKILL, out[-3000:]
     assert os.path.isdir(os.path.join(checkpoints, f"10{TMP_SUFFIX}"))
     assert _committed(checkpoints) == [5]
     # 3. Just after restoring step 5, before any step.
-    rc, out = _run(command, _env(cache, "start@5"))
+    rc, out = faulted("start@5")
     assert rc == -signal.SIGKILL, out[-3000:]
     assert "steps 5..40" in out
     # 4. SIGTERM at step 23 (not a checkpoint step): checkpoint 23 written, exit 143.
-    rc, out = _run(command, _env(cache, "step@23:TERM"))
+    rc, out = faulted("step@23:TERM")
     assert rc == PREEMPTED_EXIT_CODE, out[-3000:]
     assert "stopped: SIGTERM received: saved the checkpoint of step 23" in out
     assert _committed(checkpoints)[-1] == 23
     # 5. From outside, while Orbax writes step 30 (the unfinished write was cleaned up).
-    rc, out = _kill_when_writing(command, _env(cache), checkpoints, 30)
+    rc, out = _kill_when_writing(command, env, checkpoints, 30)
     assert rc == -signal.SIGKILL, out[-3000:]
     assert "steps 23..40" in out
     # 6. After the last step, while the last checkpoint is written, before the evaluation.
-    rc, out = _run(command, _env(cache, "end@40"))
+    rc, out = faulted("end@40")
     assert rc == -signal.SIGKILL, out[-3000:]
     assert not os.path.exists(workdir / "metrics.json")
 
-    rc, out = _run(command, _env(cache))
+    rc, out = _run(command, env)
     assert rc == 0, out[-3000:]
     assert "Traceback" not in out
     assert not any(TMP_SUFFIX in d for d in os.listdir(checkpoints))

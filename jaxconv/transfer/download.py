@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jaxconv.models.base import Classifier
-from jaxconv.pretrained.torch_import import _check_name, from_torch
+from jaxconv.transfer.torch_import import architecture, from_torch
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def load(name: str, cache_dir: str | PathLike | None = None, url: str | None = N
     Example:
       >>> model = load("alexnet")  # doctest: +SKIP  (233 MB, then cached)
     """
-    _check_name(name)
+    architecture(name)
     if url is None:
         if name not in TORCHVISION_URLS:
             raise ValueError(f"no known URL for {name!r}; pass url= (known: "

@@ -1,11 +1,17 @@
-"""What a training run leaves in its workdir to rebuild its model: ``run.json`` + checkpoints.
+"""Run records: what a training run leaves in its workdir, and how to read it back.
 
-``workdir/run.json`` (written by `train_and_evaluate` before the first step) holds the model
-name, the model's keyword arguments as built (the dataset-derived ones filled in), the
-dataset's `DatasetInfo` (class names, image shape, normalization mean/std) and the whole
-config. With the newest checkpoint's parameters that is everything `load_trained_model`
-needs: `jaxconv.predict.Predictor.from_checkpoint`, ``python -m jaxconv.plots`` and
-``config.init.checkpoint`` (fine-tuning) all go through it.
+A workdir holds ``run.json`` (`write_run_info`, written by the trainer before the first
+step), ``checkpoints/<step>/`` (`CHECKPOINTS_DIR`; the train state in the `STATE_ITEM`
+item) and, once training finished, ``metrics.json`` (`METRICS_FILE`).
+
+``run.json`` holds the model name, the model's keyword arguments as built (the
+dataset-derived ones filled in), the dataset's `DatasetInfo` (class names, image shape,
+normalization mean/std) and the whole config. With the newest checkpoint's parameters that
+is everything `load_trained_model` needs: the trainer (resuming), `jaxconv.predict`
+(``Predictor.from_checkpoint``), `jaxconv.plots` and `jaxconv.transfer` (starting from a
+trained run) all read runs through this module. `data_dir`, `make_crop` and
+`make_distortion` turn a run's config into the typed arguments of its input pipeline, the
+same for the trainer and for a reader of a finished run.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from jaxconv.data import DatasetInfo
+from jaxconv.data import DATASETS, DatasetInfo, Distortion, ResizeCrop
 from jaxconv.models import create_model
 
 RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
 CHECKPOINTS_DIR = "checkpoints"
+STATE_ITEM = "state"  # The checkpoint item holding the train state (params, ...).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +95,7 @@ def read_run_info(workdir: str | os.PathLike) -> RunInfo:
 
 
 def _is_step_dir(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "state"))
+    return os.path.isdir(os.path.join(path, STATE_ITEM))
 
 
 def checkpoint_step_dir(path: str | os.PathLike) -> str:
@@ -126,7 +134,7 @@ def restore_params(path: str | os.PathLike) -> dict[str, Any]:
       ValueError: the checkpoint cannot be read (truncated or corrupt files); names the path.
     """
     step_dir = checkpoint_step_dir(path)
-    state_dir = os.path.join(step_dir, "state")
+    state_dir = os.path.join(step_dir, STATE_ITEM)
     try:
         state = ocp.StandardCheckpointer().restore(state_dir)
     except Exception as err:  # noqa: BLE001 - Orbax/TensorStore raise many types.
@@ -137,30 +145,82 @@ def restore_params(path: str | os.PathLike) -> dict[str, Any]:
     return jax.tree.map(np.asarray, state["params"])
 
 
-def load_trained_model(workdir: str | os.PathLike, *, seed: int = 0) -> tuple[nnx.Module, RunInfo]:
-    """The model of a training workdir with its newest checkpoint's parameters, in eval mode.
+def _local_copy(x: Any) -> np.ndarray:
+    """This process's copy of a replicated array (a host array is returned as is)."""
+    return np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+
+
+def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
+                       seed: int = 0) -> tuple[nnx.Module, RunInfo]:
+    """The model of a training workdir with trained parameters, in eval mode.
 
     Args:
-      workdir: a directory `train.py` wrote (``run.json`` + ``checkpoints/``).
+      workdir: a directory the trainer wrote (``run.json`` + ``checkpoints/``).
+      params: the parameters to use (nested dict, e.g. the ``params`` of the `TrainState`
+        the trainer returned; replicated arrays: this process's copy is used, with no
+        collective); None reads the newest checkpoint's (`restore_params`).
       seed: initializer seed of the shell the parameters are loaded into (no effect on them).
 
     Returns:
       ``(model, run_info)``.
 
     Raises:
-      FileNotFoundError: no ``run.json`` or no complete checkpoint.
-      ValueError: unreadable checkpoint, or its parameters do not fit the model.
+      FileNotFoundError: no ``run.json``, or (`params` None) no complete checkpoint.
+      ValueError: unreadable checkpoint, or parameters that do not fit the model.
     """
     info = read_run_info(workdir)
     model = create_model(info.model, rngs=nnx.Rngs(seed), **info.model_kwargs)
-    params = restore_params(workdir)
+    if params is None:
+        params, source = restore_params(workdir), f"the checkpoint in {os.fspath(workdir)}"
+    else:
+        params, source = jax.tree.map(_local_copy, params), "the given parameters"
     state = nnx.state(model, nnx.Param)
     expected = jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(state))
     got = jax.tree.map(lambda a: tuple(a.shape), params)
     if expected != got:
-        raise ValueError(f"the checkpoint in {os.fspath(workdir)} does not fit model "
-                         f"{info.model!r} {info.model_kwargs}: shapes {got} vs {expected}")
+        raise ValueError(f"{source} does not fit model {info.model!r} {info.model_kwargs}: "
+                         f"shapes {got} vs {expected}")
     nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
     model.eval()
     return model, info
+
+
+def data_dir(config: Any) -> str:
+    """``config.data_dir`` with ``~`` expanded (``gs://`` paths unchanged).
+
+    Args:
+      config: a run's config (a ConfigDict shaped like ``configs/default.py``, or the plain
+        dict ``run.json`` holds); likewise for `make_crop` and `make_distortion`.
+    """
+    path = config["data_dir"]
+    return path if "://" in path else os.path.expanduser(path)
+
+
+def make_crop(config: Any) -> ResizeCrop | None:
+    """The host resize/crop of ``config.dataset``'s images, or None for fixed-size datasets.
+
+    Variable-size datasets (imagenet2012) are cropped to ``config.image_size`` (0: the
+    dataset's default) after resizing the shorter side to ``config.crop_resize_size`` (0:
+    ``size * 256 / 224``); training uses ``config.train_crop``, eval the central crop.
+    """
+    default_size = DATASETS[config["dataset"]].default_image_size
+    if default_size is None:
+        return None
+    return ResizeCrop(image_size=config["image_size"] or default_size,
+                      train_mode=config["train_crop"],
+                      resize_size=config["crop_resize_size"] or None)
+
+
+def make_distortion(config: Any) -> Distortion:
+    """The training `Distortion` of ``config.distortion``.
+
+    Raises:
+      ValueError: a distortion value is out of range (``config.distortion: <why>``).
+    """
+    d = dict(config["distortion"])
+    d["scale"] = tuple(float(s) for s in d["scale"])
+    try:
+        return Distortion(**d)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config.distortion: {err}") from err

@@ -34,6 +34,7 @@ from jaxconv.layers import Conv, Dense
 from jaxconv.models.alexnet import AlexNet
 from jaxconv.models.base import Classifier
 from jaxconv.models.vgg import VGG
+from jaxconv.transfer.paths import SEPARATOR, path_name
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ class ImportReport:
 
     Attributes:
       loaded: `(torch_key, model_path)` pairs copied from the checkpoint, e.g.
-        `("features.0.weight", "conv1.kernel")`.
+        `("features.0.weight", "conv1/kernel")`.
       initialized: model parameter paths left freshly initialised (the head when
-        `num_classes` differs from the checkpoint's), e.g. `("fc8.kernel", "fc8.bias")`.
+        `num_classes` differs from the checkpoint's), e.g. `("fc8/kernel", "fc8/bias")`.
       checkpoint_classes: output size of the checkpoint's last layer.
     """
 
@@ -73,7 +74,12 @@ class ImportReport:
                 f"(checkpoint has {self.checkpoint_classes} classes)")
 
 
-def _check_name(name: str) -> Callable[..., Classifier]:
+def architecture(name: str) -> Callable[..., Classifier]:
+    """The constructor `ARCHITECTURES[name]` (keyword arguments as the model's).
+
+    Raises:
+      ValueError: unknown `name` (the message lists the valid ones).
+    """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown pretrained architecture {name!r}; valid: "
                          f"{sorted(ARCHITECTURES)}")
@@ -210,9 +216,9 @@ def _conversions(model: Classifier) -> dict[str, tuple[str, str, Callable]]:
             kind, convert = "linear", lambda a: _fc_after_flatten(a, spatial)
         else:
             kind, convert = "linear", lambda a: a.T
-        table[f"{prefix}.weight"] = (f"{name}.kernel", kind, convert)
+        table[f"{prefix}.weight"] = (path_name((name, "kernel")), kind, convert)
         if layer.bias is not None:
-            table[f"{prefix}.bias"] = (f"{name}.bias", "bias", lambda a: a)
+            table[f"{prefix}.bias"] = (path_name((name, "bias")), "bias", lambda a: a)
     return table
 
 
@@ -229,7 +235,8 @@ def convert_state_dict(abstract: Classifier, state: Mapping[str, np.ndarray]):
       state: `{torch_name: array}` in torch layouts.
 
     Returns:
-      `({model_path: float32 array}, ImportReport)`; model paths are `conv1.kernel`-style.
+      `({model_path: float32 array}, ImportReport)`; model paths are `conv1/kernel`-style
+      (`jaxconv.transfer.paths.path_name`).
       The head is left out when its class count differs from the model's.
 
     Raises:
@@ -250,7 +257,7 @@ def convert_state_dict(abstract: Classifier, state: Mapping[str, np.ndarray]):
     for key, (path, kind, convert) in table.items():
         if new_head and key in head_keys:
             continue
-        layer, attr = path.split(".")
+        layer, attr = path.split(SEPARATOR)
         want = tuple(getattr(getattr(abstract, layer), attr).shape)
         array = np.asarray(state[key])
         if array.shape != _torch_shape(want, kind):
@@ -265,7 +272,7 @@ def convert_state_dict(abstract: Classifier, state: Mapping[str, np.ndarray]):
 
 def _build(setup) -> Classifier:
     name, num_classes, seed, kwargs = setup
-    return _check_name(name)(num_classes=num_classes, rngs=nnx.Rngs(seed), **dict(kwargs))
+    return architecture(name)(num_classes=num_classes, rngs=nnx.Rngs(seed), **dict(kwargs))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -302,7 +309,7 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
       WeightImportError: missing or unexpected keys (named), or a shape mismatch (key, both
         shapes).
     """
-    _check_name(name)
+    architecture(name)
     kwargs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                           for k, v in model_kwargs.items()))
     setup = (name, num_classes, seed, kwargs)
@@ -310,10 +317,10 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
     params, report = convert_state_dict(abstract, state)
     graphdef, abstract_state = nnx.split(abstract)
     flat = list(nnx.to_flat_state(abstract_state))
-    rest = frozenset(p for p, _ in flat if ".".join(map(str, p)) not in params)
+    rest = frozenset(p for p, _ in flat if path_name(p) not in params)
     fresh = _initial_values(setup, rest)
     values = [(p, v.replace(fresh[p] if p in rest else
-                            jnp.asarray(params[".".join(map(str, p))]))) for p, v in flat]
+                            jnp.asarray(params[path_name(p)]))) for p, v in flat]
     model = nnx.merge(graphdef, nnx.from_flat_state(values))
     model.eval()
     return model, report
@@ -326,7 +333,7 @@ def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed
     The mapping from torchvision's names and layouts is in the module docstring. When
     `num_classes` differs from the checkpoint's, the last FC layer (`fc8`) is freshly
     initialised (the usual transfer-learning start); the report saying which tensors were
-    loaded and which are new is logged at INFO on `jaxconv.pretrained.torch_import` (use
+    loaded and which are new is logged at INFO on `jaxconv.transfer.torch_import` (use
     `import_state_dict` to get it as a value).
 
     Args:
@@ -351,7 +358,7 @@ def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed
       >>> x = imagenet_eval_batch([Image.open("cat.jpg")])  # (1, 224, 224, 3)  # doctest: +SKIP
       >>> model(x).argmax(-1)  # ImageNet class index  # doctest: +SKIP
     """
-    _check_name(name)
+    architecture(name)
     model, report = import_state_dict(name, read_state_dict(path), num_classes, seed=seed,
                                       **model_kwargs)
     logger.info("%s from %s: %s", name, path, report)

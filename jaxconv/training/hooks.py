@@ -1,0 +1,43 @@
+"""`Hooks`: what `train_and_evaluate` calls at fixed points of the training loop.
+
+Subclass `Hooks` and override the points you need (each does nothing by default), then pass
+an instance as ``train_and_evaluate(..., hooks=...)``. The reliability tests inject faults
+this way (``tests/reliability/fault_driver.py`` signals its own process at a chosen point);
+profilers and custom loggers can do the same. Every process calls its hooks at the same
+steps. A hook runs on the host between dispatched steps: keep it quick, and do not block on
+device values in ``on_step`` (that would serialize the loop).
+"""
+
+from __future__ import annotations
+
+
+class Hooks:
+    """The loop's callback points, all no-ops; override any of them in a subclass."""
+
+    def on_start(self, step: int) -> None:
+        """The state is restored (`step` is 0 or a checkpoint's step); no step has run yet.
+
+        Args:
+          step: the step training starts from.
+        """
+
+    def on_step(self, step: int) -> None:
+        """Step `step` was dispatched (it may still be running on the device).
+
+        Args:
+          step: the number of optimizer steps taken, this one included.
+        """
+
+    def on_save(self, step: int) -> None:
+        """A checkpoint save of `step` returned; its files are written in the background.
+
+        Args:
+          step: the checkpoint's step.
+        """
+
+    def on_end(self, step: int) -> None:
+        """All steps are done (the last save may be in flight), before the final evaluation.
+
+        Args:
+          step: the final step.
+        """

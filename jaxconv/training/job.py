@@ -1,0 +1,184 @@
+"""`setup(config)`: everything a training run needs, built from its config, nothing trained.
+
+`build_job` turns a checked config into a `Job`: the dataset (prepared if needed), the
+model (with ``config.init``'s pretrained parameters), the optimizer and its schedule (with
+``config.freeze``), the parallel strategy, the pure steps with their fixed dependencies
+bound and compiled, and the host iterators (each process reads only its shard). `setup`
+checks the config first (`validate_config`); `train_and_evaluate` checks it once itself,
+before it writes to the workdir, and calls `build_job`. `evaluate` runs a job's eval step
+over the whole test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxconv import data, runs
+from jaxconv.models import count_params, create_model
+from jaxconv.training import config as config_lib
+from jaxconv.training import finetune, parallel, steps
+from jaxconv.training import optimizer as optimizer_lib
+from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
+
+
+@dataclasses.dataclass
+class Job:
+    """What `build_job` builds from a config: everything the loop needs, nothing trained yet.
+
+    Attributes:
+      config: the run's config.
+      info: the dataset's `DatasetInfo`.
+      par: the parallel strategy (`jaxconv.training.parallel`).
+      model_def: the split model.
+      state: the `TrainState` at step 0, host/default-device arrays.
+      train_fn: compiled ``(state, batch) -> (state, metrics)``.
+      eval_fn: compiled ``(state, batch) -> metrics``.
+      train_it: this process's training iterator (checkpointable).
+      eval_ds: the test split in batches.
+      total_steps: training length.
+      num_params: the model's parameter count.
+      model_kwargs: the model's keyword arguments as built (recorded in ``run.json``).
+      init_report: the `jaxconv.transfer.LoadReport` when ``config.init`` was loaded.
+    """
+
+    config: Any
+    info: data.DatasetInfo
+    par: parallel.JitParallel | parallel.PmapParallel
+    model_def: ModelDef
+    state: TrainState
+    train_fn: Callable
+    eval_fn: Callable
+    train_it: Any
+    eval_ds: data.EvalBatches
+    total_steps: int
+    num_params: int
+    model_kwargs: dict[str, Any]
+    init_report: Any = None
+
+
+def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Distortion,
+                   info: data.DatasetInfo, *, wrap: Callable | None = None):
+    """``(train_fn, eval_fn)``: the pure steps with their dependencies bound, compiled by `par`.
+
+    Args:
+      par: a `parallel` strategy.
+      model_def: the split model.
+      tx: the optimizer.
+      schedule: its learning-rate schedule (`make_optimizer` returns both).
+      distortion: training image distortion.
+      info: the dataset (mean/std for normalization).
+      wrap: applied to each bound pure function before compiling (tests pass
+        ``chex.assert_max_traces``).
+    """
+    # Closures rather than functools.partial so that `wrap` (chex) can read their source.
+    def train(state, batch):
+        return steps.train_step(state, batch, model=model_def, tx=tx, schedule=schedule,
+                                distortion=distortion, mean=info.mean, std=info.std,
+                                axis_name=par.axis_name)
+
+    def evaluate(state, batch):
+        return steps.eval_step(state, batch, model=model_def, mean=info.mean, std=info.std,
+                               axis_name=par.axis_name)
+
+    if wrap is not None:
+        train, evaluate = wrap(train), wrap(evaluate)
+    return par.compile_train(train), par.compile_eval(evaluate)
+
+
+def _build_model(config, kwargs: dict[str, Any]) -> nnx.Module:
+    params_key, dropout_key, _ = root_keys(config.seed)
+
+    def build():
+        return create_model(config.model, rngs=nnx.Rngs(params=params_key, dropout=dropout_key),
+                            **kwargs)
+
+    try:
+        # One compiled program for all initializers: eager init compiles one per op (seconds).
+        return nnx.jit(build)()
+    except ValueError as err:
+        raise config_lib.ConfigError(
+            f"config.model={config.model!r} with {dict(kwargs)}: {err}"
+        ) from err
+
+
+def build_job(config, *, wrap: Callable | None = None, devices: list | None = None,
+              pretrained: bool = True) -> Job:
+    """Builds the job of an already checked config (`validate_config`).
+
+    Args:
+      config: a ConfigDict shaped like ``configs/default.py``, checked.
+      wrap: see `build_step_fns`.
+      devices: the devices to train on (this process's, for pmap); None: all of them.
+      pretrained: load ``config.init``'s parameters (False when a checkpoint of this run
+        will be restored over them anyway).
+
+    Raises:
+      ConfigError: a batch size that does not split over the devices, a model that
+        rejects its arguments, or an ``init`` / ``freeze`` that does not fit the model.
+      FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
+    """
+    par = parallel.create(config.parallelism, devices)
+    config_lib.check_batch_split(config, par.device_count)
+    data_dir, crop = runs.data_dir(config), runs.make_crop(config)
+    classes = tuple(config.classes) or None
+    info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size,
+                                classes=classes)
+    total = config_lib.total_steps(config, info.num_train)
+    kwargs = config_lib.model_kwargs(config, info)
+    model = _build_model(config, kwargs)
+    init_report = finetune.load_pretrained(model, config) if pretrained else None
+    tx, schedule = optimizer_lib.make_optimizer(
+        config.optimizer, steps_per_epoch=config_lib.steps_per_epoch(config, info.num_train),
+        total_steps=total)
+    tx = finetune.freeze_optimizer(tx, model, config)
+    model_def, params = split_model(model)
+    state = create_train_state(params, tx, root_keys(config.seed)[2])
+    train_fn, eval_fn = build_step_fns(par, model_def, tx, schedule,
+                                       runs.make_distortion(config), info, wrap=wrap)
+    train_it = data.train_iterator(
+        config.dataset, data_dir, global_batch_size=config.batch_size, seed=config.seed,
+        worker_count=config.worker_count, crop=crop, classes=classes,
+    )
+    eval_ds = data.eval_batches(config.dataset, data_dir, batch_size=config.eval_batch_size,
+                                crop=crop, classes=classes)
+    return Job(config, info, par, model_def, state, train_fn, eval_fn, train_it, eval_ds,
+               total, count_params(model), kwargs, init_report)
+
+
+def setup(config, *, wrap: Callable | None = None, devices: list | None = None,
+          pretrained: bool = True) -> Job:
+    """Checks `config` (`validate_config`) and builds its job (`build_job`).
+
+    Args:
+      config: a ConfigDict shaped like ``configs/default.py``.
+      wrap, devices, pretrained: as for `build_job`.
+
+    Raises:
+      ConfigError: a bad config value (one-line message naming it).
+      FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
+    """
+    config_lib.validate_config(config)
+    return build_job(config, wrap=wrap, devices=devices, pretrained=pretrained)
+
+
+def evaluate(job: Job, dev_state: Any) -> dict[str, float]:
+    """Loss and accuracy over the whole test split (padded batches, masked).
+
+    Args:
+      job: from `setup`.
+      dev_state: the state in the device layout (``job.par.put_state``).
+
+    Returns:
+      ``{"loss", "accuracy", "count"}`` (`steps.summarize_eval`).
+    """
+    totals = None
+    for batch in job.eval_ds:
+        m = job.eval_fn(dev_state, job.par.put_batch(batch))
+        totals = m if totals is None else jax.tree.map(jnp.add, totals, m)
+    return steps.summarize_eval(job.par.to_host(totals))
