@@ -130,7 +130,7 @@ class TorchLCN:
 
 
 def _pool_padding(layer, in_shape):
-    from jaxconv.functional._args import resolve_padding, to_pair
+    from jaxconv.functional.args import resolve_padding, to_pair
 
     w = to_pair(layer.window, "window")
     s = w if layer.stride is None else to_pair(layer.stride, "stride")
@@ -146,7 +146,7 @@ def to_torch(model, image):
     from torch import nn
 
     from jaxconv import layers as L
-    from jaxconv.functional._args import resolve_padding
+    from jaxconv.functional.args import resolve_padding
 
     def tensor(a):
         return torch.tensor(np.array(a, dtype=np.float32))

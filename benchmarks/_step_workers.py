@@ -55,12 +55,10 @@ def jax_worker(args):
 
     if "xla" in tokens:
         F.set_lowering("xla")
-    if "im2col" in tokens:
-        F.conv2d = levers.conv2d_im2col
-    if "unbanded" in tokens:
-        F.conv2d = levers.conv2d_unbanded
-    if "untiled" in tokens:
-        F.conv2d = levers.conv2d_untiled
+    # A conv variant goes into each Conv layer as its `conv_fn` (of several, the last here).
+    conv_fns = {"im2col": levers.conv2d_im2col, "unbanded": levers.conv2d_unbanded,
+                "untiled": levers.conv2d_untiled}
+    conv_fn = ([conv_fns[t] for t in conv_fns if t in tokens] or [None])[-1]
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     runs = {}
@@ -69,10 +67,12 @@ def jax_worker(args):
         spec = _models.SPECS[name]
         model = _models.build_jax(name)
         fwd, _ = _models.forward_flops(model, spec.image)
-        if "bf16" in tokens or args.dtype == "bfloat16":
-            for _, layer in model.named_leaves():
-                if isinstance(layer, (L.Conv, L.Dense)):
-                    layer.dtype = jnp.bfloat16
+        bf16 = "bf16" in tokens or args.dtype == "bfloat16"
+        for _, layer in model.named_leaves():
+            if bf16 and isinstance(layer, (L.Conv, L.Dense)):
+                layer.dtype = jnp.bfloat16
+            if conv_fn is not None and isinstance(layer, L.Conv):
+                layer.conv_fn = conv_fn
         model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 

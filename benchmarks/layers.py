@@ -20,11 +20,10 @@ Sections (`--sections`, comma-separated):
         shifted slices "cpu").
   pool  max pool (reshape path vs `levers.max_pool_reduce_window`), overlapping 3/2 max pool
         (reduce_window "xla", separable slices "cpu"), L2 pooling, Gaussian-weighted L2
-        pooling (depthwise conv "xla", weighted slices "cpu"), feature L2 pooling (F vs
-        `levers.feature_pool_slices`, which lacks F's overflow scaling), maxout.
+        pooling (depthwise conv "xla", weighted slices "cpu"), feature L2 pooling, maxout.
   conv  lax.conv (`F.conv2d` under "xla") vs `levers.conv2d_im2col`, float32 vs bfloat16
         compute, at LeNet's C1 and the CIFAR StageNet's three convs (on CPU, `F.conv2d`
-        itself uses im2col for LeNet's single-channel C1).
+        itself uses the tiled banded form for LeNet's single-channel C1).
 
 "fwd+bwd" is the VJP with respect to the input and the parameters with a fixed random
 cotangent (a `sum` loss would let XLA simplify the backward). Each group's variants are timed
@@ -235,7 +234,6 @@ def section_pool():
                                                                              weights=g)),
         "L2 Gaussian cpu (slices)": _under("cpu", lambda x: F.lp_pool(x, 2.0, 2, weights=g)),
         "feature L2 g=2": lambda x: F.feature_pool(x, 2),
-        "feature L2 g=2 slices (lever)": lambda x: levers.feature_pool_slices(x, 2),
         "feature max g=2 (maxout)": lambda x: F.feature_pool(x, 2, p="max"),
     }
     for (h, c) in [(32, 64), (16, 128)]:

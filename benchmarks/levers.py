@@ -1,17 +1,17 @@
 """Candidate speed levers not (or not yet) in `jaxconv.functional`, for the benchmarks to swap in.
 
 Each function has the signature and results of the `jaxconv.functional` op it could replace
-(tested in `tests/test_benchmark_levers.py`), so a benchmark can swap it in by assignment
-(`jaxconv.functional.conv2d = levers.conv2d_im2col`: the layers call `F.conv2d` at call time).
-The winners measured so far live in the library as its CPU lowering (`F.lowering`): separable
-max pool, sliced weighted Lp pool, position-major LC, separable LCN window sums, im2col for
-single-channel convs.
+(tested in `tests/test_benchmark_levers.py`). A benchmark swaps a conv variant into a model
+per layer through `jaxconv.layers.Conv`'s `conv_fn` (`layer.conv_fn = levers.conv2d_im2col`)
+and calls the others directly; nothing reassigns a module attribute or constant. The winners
+measured so far live in the library as its CPU lowering (`F.lowering`, the kernels in
+`jaxconv.functional.cpu`): separable max pool, sliced weighted Lp pool, position-major LC,
+separable LCN window sums, banded and im2col convs.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +19,36 @@ import numpy as np
 from jax import lax
 
 import jaxconv.functional as F
-from jaxconv.functional import conv as _conv
-from jaxconv.functional._args import (
+from jaxconv.functional.args import (
     check_image,
     flatten_batch,
-    reduction_dtype,
     resolve_padding,
     to_pair,
     unflatten_batch,
 )
-from jaxconv.functional.conv import im2col_conv
-from jaxconv.functional.pooling import _abs_pow, _safe_root
+from jaxconv.functional.cpu import conv as cpu_conv
+from jaxconv.functional.lowerings import use_cpu_forms
 
-# The original, kept even after a benchmark swaps the F.conv2d attribute.
-_LAX_CONV2D = F.conv2d
+
+def _flat_conv_args(x, kernel, bias, stride, padding, dilation, groups):
+    """`F.conv2d`'s checks (same errors, traced for shapes only) and resolved arguments.
+
+    Returns:
+      `(xf, kernel, stride, pads, dilation, bias, batch)`: `xf` `(N, H, W, C)` and `kernel` in
+      the promoted dtype, `stride`/`dilation` pairs, explicit `pads`, `bias` an array or None.
+    """
+    jax.eval_shape(functools.partial(F.conv2d, stride=stride, padding=padding,
+                                     dilation=dilation, groups=groups), x, kernel, bias)
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
+    pads = resolve_padding(padding, x.shape[-3:-1], kernel.shape[:2], s, d)
+    xf, batch = flatten_batch(x.astype(dtype))
+    bias = None if bias is None else jnp.asarray(bias)
+    return xf, kernel.astype(dtype), s, pads, d, bias, batch
+
+
+def _with_bias(y, bias, batch):
+    return unflatten_batch(y if bias is None else y + bias, batch)
 
 
 def conv2d_im2col(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
@@ -43,47 +59,43 @@ def conv2d_im2col(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1,
     Same arguments, shapes and results (up to float rounding: the sum order differs).
     """
     if groups != 1:
-        return _LAX_CONV2D(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
-                           groups=groups)
-    # Validate exactly as F.conv2d (same errors): trace it for shapes only, no compute.
-    jax.eval_shape(functools.partial(_LAX_CONV2D, stride=stride, padding=padding,
-                                     dilation=dilation), x, kernel, bias)
-    dtype = jnp.promote_types(x.dtype, kernel.dtype)
-    s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
-    pads = resolve_padding(padding, x.shape[-3:-1], kernel.shape[:2], s, d)
-    xf, batch = flatten_batch(x.astype(dtype))
-    y = im2col_conv(xf, kernel.astype(dtype), s, pads, d)
-    if bias is not None:
-        y = y + bias.astype(dtype)
-    return unflatten_batch(y, batch)
+        return F.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+    xf, kernel, s, pads, d, bias, batch = _flat_conv_args(x, kernel, bias, stride, padding,
+                                                          dilation, groups)
+    return _with_bias(cpu_conv.im2col_conv(xf, kernel, s, pads, d), bias, batch)
 
 
-def _conv2d_with(setting, value, x, kernel, bias, **kwargs):
-    """`F.conv2d` traced with `jaxconv.functional.conv`'s module constant `setting` = `value`."""
-    previous = getattr(_conv, setting)
-    setattr(_conv, setting, value)
-    try:
-        return _LAX_CONV2D(x, kernel, bias, **kwargs)
-    finally:
-        setattr(_conv, setting, previous)
+def _conv2d_tuned(x, kernel, bias, *, stride, padding, dilation, groups, **thresholds):
+    """`F.conv2d` whose CPU form `jaxconv.functional.cpu.conv.form` picks with `thresholds`.
+
+    With the XLA lowering (no CPU forms) it is `F.conv2d` itself.
+    """
+    if not use_cpu_forms():
+        return F.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+    xf, kernel, s, pads, d, bias, batch = _flat_conv_args(x, kernel, bias, stride, padding,
+                                                          dilation, groups)
+    y = cpu_conv.conv2d(xf, kernel, s, pads, d, groups, **thresholds)
+    return _with_bias(y, bias, batch)
 
 
 def conv2d_unbanded(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
-    """`F.conv2d` without the banded CPU forms (`conv.banded_conv`, `conv.tiled_banded_conv`):
-    the lowering before them.
+    """`F.conv2d` without the banded CPU forms (`cpu.conv.banded_conv`,
+    `cpu.conv.tiled_banded_conv`): the lowering before them.
 
     im2col for C_in = 1 on CPU, `lax.conv` otherwise; the reference the banded form was
     measured against.
     """
-    return _conv2d_with("_BANDED_MAX_CIN", 0, x, kernel, bias, stride=stride, padding=padding,
-                        dilation=dilation, groups=groups)
+    return _conv2d_tuned(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, banded_max_cin=0)
 
 
 def conv2d_untiled(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
-    """`F.conv2d` with whole bands only (`conv.banded_conv` where `conv.tiled_banded_conv`
-    would run, e.g. LeNet's C1): the lowering before the tiles."""
-    return _conv2d_with("_TILE_ABOVE", float("inf"), x, kernel, bias, stride=stride,
-                        padding=padding, dilation=dilation, groups=groups)
+    """`F.conv2d` with whole bands only (`cpu.conv.banded_conv` where
+    `cpu.conv.tiled_banded_conv` would run, e.g. LeNet's C1): the lowering before the tiles."""
+    return _conv2d_tuned(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, tile_above=float("inf"))
 
 
 def max_pool_reduce_window(x, window, stride=None, padding="VALID"):
@@ -96,28 +108,3 @@ def max_pool_reduce_window(x, window, stride=None, padding="VALID"):
     y = lax.reduce_window(xf, np.array(-np.inf, xf.dtype), lax.max, (1,) + w + (1,),
                           (1,) + s + (1,), ((0, 0),) + pads + ((0, 0),))
     return unflatten_batch(y, batch)
-
-
-def feature_pool_slices(x, group_size, *, p=2.0):
-    """`F.feature_pool` without its overflow scaling, the group sum as strided channel slices.
-
-    `x[..., i::g]` is member i of every group, so `sum_i |x[..., i::g]|^p` is the group sum
-    without a trailing axis of size g. Not adopted: it was 3x faster forward+backward than
-    `F.feature_pool` only without the per-group power-of-two scaling that keeps `F`'s powers
-    from overflowing; with that scaling the slice form was no faster forward+backward.
-    `p="max"` keeps `F.feature_pool`.
-    """
-    if p == "max":
-        return F.feature_pool(x, group_size, p=p)
-    check_image(x)
-    c = x.shape[-1]
-    if not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
-    if c % group_size:
-        raise ValueError(f"channels {c} are not divisible by group_size {group_size}")
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0 or math.isinf(p):
-        raise ValueError(f'p must be a finite number > 0 or "max", got {p!r}')
-    xr = x.astype(reduction_dtype(x.dtype))
-    total = functools.reduce(jnp.add, (_abs_pow(xr[..., i::group_size], p)
-                                       for i in range(group_size)))
-    return _safe_root(total, p).astype(x.dtype)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import functional as F
-from jaxconv.functional._args import (
+from jaxconv.functional.args import (
     Padding,
     check_image,
     check_positive_int,
@@ -47,6 +47,9 @@ class Conv(nnx.Module):
       stride, padding, dilation, groups: as in `jaxconv.functional.conv2d`.
       use_bias: add a `(out_features,)` bias.
       dtype, param_dtype, kernel_init, bias_init, rngs: Flax conventions.
+      conv_fn: the convolution op, called as `F.conv2d` is (default `F.conv2d`); a benchmark
+        passes a variant with the same signature and results (as `nnx.Conv`'s
+        `conv_general_dilated` argument). Kept as the attribute `conv_fn`.
 
     Shapes: `(*batch, H, W, in_features)` -> `(*batch, H', W', out_features)`.
     """
@@ -55,7 +58,8 @@ class Conv(nnx.Module):
                  padding: Padding = "SAME", dilation=1, groups: int = 1, use_bias: bool = True,
                  dtype=None, param_dtype=jnp.float32,
                  kernel_init: Initializer = default_kernel_init,
-                 bias_init: Initializer = default_bias_init, rngs: nnx.Rngs):
+                 bias_init: Initializer = default_bias_init,
+                 conv_fn: Callable[..., jax.Array] = F.conv2d, rngs: nnx.Rngs):
         in_features = check_positive_int(in_features, "in_features")
         out_features = check_positive_int(out_features, "out_features")
         groups = check_positive_int(groups, "groups")
@@ -66,7 +70,7 @@ class Conv(nnx.Module):
         self.stride, self.dilation = to_pair(stride, "stride"), to_pair(dilation, "dilation")
         self.padding, self.groups = padding, groups
         self.in_features, self.out_features = in_features, out_features
-        self.dtype = dtype
+        self.dtype, self.conv_fn = dtype, conv_fn
         shape = self.kernel_size + (in_features // groups, out_features)
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
         self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias \
@@ -79,9 +83,9 @@ class Conv(nnx.Module):
                              f"shape {x.shape}")
         dtype = _compute_dtype(self.dtype, x, self.kernel[...])
         bias = None if self.bias is None else self.bias[...].astype(dtype)
-        return F.conv2d(x.astype(dtype), self.kernel[...].astype(dtype), bias,
-                        stride=self.stride, padding=self.padding, dilation=self.dilation,
-                        groups=self.groups)
+        return self.conv_fn(x.astype(dtype), self.kernel[...].astype(dtype), bias,
+                            stride=self.stride, padding=self.padding, dilation=self.dilation,
+                            groups=self.groups)
 
 
 class LocallyConnected(nnx.Module):

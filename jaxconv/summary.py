@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import layers as L
-from jaxconv.functional._args import effective_window, to_pair
+from jaxconv.functional.args import effective_window, to_pair
 from jaxconv.models import MODELS, count_params, create_model
 
 # Default input shapes and constructor arguments for the CLI, per registered model.

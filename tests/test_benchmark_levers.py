@@ -1,5 +1,6 @@
 """Tests for `benchmarks/levers.py`: each variant equals the `jaxconv.functional` op it would
-replace (values and gradients), so a benchmark can swap it in."""
+replace (values and gradients), so a benchmark can swap it in (a conv variant through
+`jaxconv.layers.Conv`'s `conv_fn`)."""
 
 import sys
 from pathlib import Path
@@ -8,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxconv import functional as F
+from jaxconv import layers as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import levers  # noqa: E402
@@ -90,18 +93,14 @@ def test_max_pool_reduce_window_equals_max_pool(window, stride, padding):
         jax.jit(lambda x: F.max_pool(x, window, stride, padding))(x))  # max is exact
 
 
-@pytest.mark.parametrize("group_size", [1, 2, 3, 4])
-@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 0.5, "max"])
-def test_feature_pool_slices_equals_feature_pool(group_size, p):
-    x = _normal((2, 5, 4, 12), 0)
-    _assert_same(lambda x: F.feature_pool(x, group_size, p=p),
-                 lambda x: levers.feature_pool_slices(x, group_size, p=p), x,
-                 rtol=1e-6, atol=1e-6, grad_rtol=1e-5)
-
-
-def test_feature_pool_slices_rejects_like_functional():
-    x = _normal((1, 4, 4, 6), 0)
-    with pytest.raises(ValueError, match="not divisible"):
-        levers.feature_pool_slices(x, 4)
-    with pytest.raises(ValueError, match="p must be"):
-        levers.feature_pool_slices(x, 2, p=0)
+@pytest.mark.parametrize("lever", ["conv2d_im2col", "conv2d_unbanded", "conv2d_untiled"])
+def test_conv_layer_takes_a_lever_as_conv_fn(lever):
+    """A Conv layer built with, or later given, a lever computes what the default layer does."""
+    x = _normal((2, 12, 12, 1), 3)
+    layer = L.Conv(1, 4, 5, padding=2, rngs=nnx.Rngs(0))
+    assert layer.conv_fn is F.conv2d
+    built = L.Conv(1, 4, 5, padding=2, conv_fn=getattr(levers, lever), rngs=nnx.Rngs(0))
+    want = jax.jit(lambda x: layer(x))(x)
+    np.testing.assert_allclose(jax.jit(lambda x: built(x))(x), want, rtol=1e-5, atol=1e-5)
+    layer.conv_fn = getattr(levers, lever)  # swapped in per layer, as train_step's workers do
+    np.testing.assert_allclose(jax.jit(lambda x: layer(x))(x), want, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests for `jaxconv.functional._args` and the contract every functional op shares.
+"""Tests for `jaxconv.functional.args` and the contract every functional op shares.
 
 The shared contract: NHWC input of any rank >= 3 (leading batch dims are flattened and restored),
 `jit`/`vmap`/`grad` work, bf16 in gives bf16 out close to the float32 result, and bad arguments
@@ -16,7 +16,7 @@ import pytest
 from jax import lax
 
 from jaxconv import functional as F
-from jaxconv.functional import _args
+from jaxconv.functional import args
 
 H, W, C = 5, 6, 4
 _rng = np.random.default_rng(0)
@@ -62,7 +62,7 @@ def _image(*batch, seed=0, dtype=jnp.float32):
     [(3, (3, 3)), ((2, 5), (2, 5)), ([4, 1], (4, 1)), ((np.int64(2), np.int32(3)), (2, 3))],
 )
 def test_to_pair_accepts_ints_and_pairs(value, expected):
-    pair = _args.to_pair(value, "window")
+    pair = args.to_pair(value, "window")
     assert pair == expected
     assert all(type(v) is int for v in pair)
 
@@ -81,13 +81,13 @@ def test_to_pair_accepts_ints_and_pairs(value, expected):
 )
 def test_to_pair_rejects(value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        _args.to_pair(value, "window")
+        args.to_pair(value, "window")
 
 
 def test_to_pair_minimum():
-    assert _args.to_pair(0, "pad", minimum=0) == (0, 0)
+    assert args.to_pair(0, "pad", minimum=0) == (0, 0)
     with pytest.raises(ValueError, match=re.escape("pad must be >= 0 on each axis, got -1")):
-        _args.to_pair(-1, "pad", minimum=0)
+        args.to_pair(-1, "pad", minimum=0)
 
 
 # ---------------------------------------------------------------- resolve_padding
@@ -99,12 +99,12 @@ def test_same_padding_matches_lax(stride, dilation):
     # lax.padtype_to_pads is XLA's own SAME rule: out = ceil(in / stride), odd pad at the end.
     for n, k in itertools.product(range(1, 10), range(1, 5)):
         eff = (k - 1) * dilation + 1
-        pads = _args.resolve_padding("SAME", (n, n + 1), (k, k), (stride, stride),
+        pads = args.resolve_padding("SAME", (n, n + 1), (k, k), (stride, stride),
                                      (dilation, dilation))
         assert pads == tuple(
             tuple(p) for p in lax.padtype_to_pads((n, n + 1), (eff, eff), (stride, stride), "SAME")
         )
-        out = _args.output_size((n, n + 1), pads, (k, k), (stride, stride), (dilation, dilation))
+        out = args.output_size((n, n + 1), pads, (k, k), (stride, stride), (dilation, dilation))
         assert out == (math.ceil(n / stride), math.ceil((n + 1) / stride))
 
 
@@ -124,7 +124,7 @@ def test_same_padding_matches_lax(stride, dilation):
 )
 def test_resolve_padding_forms(padding, expected):
     # in (6, 7), window (4, 2), stride 1: SAME totals are 4 - 1 = 3 and 2 - 1 = 1.
-    assert _args.resolve_padding(padding, (6, 7), (4, 2), (1, 1)) == expected
+    assert args.resolve_padding(padding, (6, 7), (4, 2), (1, 1)) == expected
 
 
 @pytest.mark.parametrize(
@@ -142,14 +142,14 @@ def test_resolve_padding_forms(padding, expected):
 )
 def test_resolve_padding_rejects(padding, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        _args.resolve_padding(padding, (8, 8), (3, 3), (1, 1))
+        args.resolve_padding(padding, (8, 8), (3, 3), (1, 1))
 
 
 def test_resolve_padding_dilated_window_bounds_the_pad():
     # Dilation 2 makes a 3-tap window 5 wide, so a pad of 4 is allowed and 5 is not.
-    assert _args.resolve_padding(4, (8, 8), (3, 3), (1, 1), (2, 2)) == ((4, 4), (4, 4))
+    assert args.resolve_padding(4, (8, 8), (3, 3), (1, 1), (2, 2)) == ((4, 4), (4, 4))
     with pytest.raises(ValueError, match=re.escape("is >= the window 5 on height")):
-        _args.resolve_padding(5, (8, 8), (3, 3), (1, 1), (2, 2))
+        args.resolve_padding(5, (8, 8), (3, 3), (1, 1), (2, 2))
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_resolve_padding_dilated_window_bounds_the_pad():
 )
 def test_resolve_padding_window_larger_than_input(in_hw, padding, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        _args.resolve_padding(padding, in_hw, (3, 3), (1, 1))
+        args.resolve_padding(padding, in_hw, (3, 3), (1, 1))
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ def test_resolve_padding_window_larger_than_input(in_hw, padding, message):
     ],
 )
 def test_output_size(in_hw, pads, window, stride, dilation, expected):
-    assert _args.output_size(in_hw, pads, window, stride, dilation) == expected
+    assert args.output_size(in_hw, pads, window, stride, dilation) == expected
 
 
 # ---------------------------------------------------------------- check_image and helpers
@@ -195,16 +195,16 @@ def test_output_size(in_hw, pads, window, stride, dilation, expected):
 )
 def test_check_image_rejects(x, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        _args.check_image(x)
+        args.check_image(x)
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 2), (5, 3, 4, 2), (2, 3, 3, 4, 2)])
 def test_flatten_unflatten_round_trip(shape):
     x = jnp.arange(math.prod(shape), dtype=jnp.float32).reshape(shape)
-    flat, batch = _args.flatten_batch(x)
+    flat, batch = args.flatten_batch(x)
     assert flat.shape == (math.prod(shape[:-3]),) + shape[-3:]
     assert batch == shape[:-3]
-    np.testing.assert_array_equal(_args.unflatten_batch(flat, batch), x)
+    np.testing.assert_array_equal(args.unflatten_batch(flat, batch), x)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_flatten_unflatten_round_trip(shape):
     [(jnp.bfloat16, jnp.float32), (jnp.float16, jnp.float32), (jnp.float32, jnp.float32)],
 )
 def test_reduction_dtype(dtype, expected):
-    assert _args.reduction_dtype(dtype) == expected
+    assert args.reduction_dtype(dtype) == expected
 
 
 # ---------------------------------------------------------------- contract of every op

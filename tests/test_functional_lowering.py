@@ -1,8 +1,9 @@
 """Tests for `jaxconv.functional.lowering`: the mode API, and that each mode picks its lowering.
 
 The values and gradients of both lowerings are checked against the references in the op tests
-(`test_functional_pooling.py`, `_conv.py`, `_normalization.py`, run under both modes); here
-the compiled programs show which primitives each mode emits.
+(`test_functional_pooling.py`, `_conv.py`, `_locally_connected.py`, `_normalization.py`, run
+under both modes; the conv's CPU forms in `_cpu_conv.py`); here the compiled programs show
+which primitives each mode emits.
 """
 
 import jax

@@ -1,7 +1,8 @@
 """Local contrast normalization (Jarrett et al. 2009) and local response normalization (AlexNet).
 
 Both compute in float32 (or wider) and return the input dtype; both have finite gradients on
-all-zero and constant inputs.
+all-zero and constant inputs. LCN's window sums are one-channel convolutions; with the CPU
+lowering (`jaxconv.functional.lowering`) they are banded matmuls (`cpu.normalization`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ import math
 import numbers
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from jaxconv.functional._args import (
+from jaxconv.functional.args import (
     check_image,
     check_positive_int,
     flatten_batch,
     reduction_dtype,
     unflatten_batch,
 )
-from jaxconv.functional._lowering import use_cpu_forms
+from jaxconv.functional.cpu import normalization as cpu_norm
+from jaxconv.functional.lowerings import use_cpu_forms
 from jaxconv.functional.pooling import gaussian_factors, gaussian_window, pow2_scale
 
 # Below this weighted variance, sigma is taken as 0 (its sqrt would have an infinite gradient);
@@ -37,30 +38,17 @@ def _spatial_sum(x1, w):
     )
 
 
-def _separable_sum(x1, g_rows, g_cols):
-    """`_spatial_sum` with weights `outer(g_rows, g_cols)` (NumPy): `B_h @ x1 @ B_w^T` per image.
+def _window_mean(hw, channels, window, dtype):
+    """The weighted window mean over all channels: a function of `(N, H, W, C)` to
+    `(N, H, W, 1)`, the window sum of the channel sum with weights `window / channels`, divided
+    by the border coefficient `coef` (the window sum of ones, with weights `window`)."""
+    w = window.astype(dtype)
+    coef = _spatial_sum(jnp.ones((1,) + tuple(hw) + (1,), dtype), w)
 
-    `B_h`, `B_w` are banded `(H, H)`, `(W, W)` NumPy matrices (`_band`). XLA:CPU ran the
-    one-channel convolution's backward slowly; as shifted slices, the sums were elementwise ops
-    that XLA fused into every per-channel consumer, recomputing each pixel's window sum once
-    per channel (64x in a CIFAR stage). A matmul is materialized once, and its gradient is the
-    transposed matmuls (`benchmarks/README.md`, "LCN").
-    """
-    h, w = x1.shape[1:3]
-    bh = _band(h, g_rows).astype(x1.dtype)
-    bw = _band(w, g_cols).astype(x1.dtype)
-    return jnp.einsum("ih,nhw,jw->nij", bh, x1[..., 0], bw,
-                      precision=lax.Precision.HIGHEST)[..., None]
+    def mean(v):
+        return _spatial_sum(v.sum(-1, keepdims=True), w / channels) / coef
 
-
-def _band(n, g):
-    """NumPy `(n, n)`: `band[i, j] = g[j - i + r]` within the window, so `band @ v` is the
-    zero-padded centred window sum of `v` with weights `g`."""
-    r = len(g) // 2
-    band = np.zeros((n, n))
-    for a, gv in enumerate(g):
-        band += gv * np.eye(n, k=a - r)
-    return band
+    return mean
 
 
 def _max_min(x):
@@ -69,16 +57,6 @@ def _max_min(x):
     hi, lo = lax.reduce((x, x), (-inf, inf),
                         lambda a, b: (jnp.maximum(a[0], b[0]), jnp.minimum(a[1], b[1])), (1, 2, 3))
     return hi[:, None, None, None], lo[:, None, None, None]
-
-
-def _border_coef(hw, g_rows, g_cols):
-    """NumPy `(1, H, W, 1)`: the window sum of ones (each axis's in-image weight, multiplied)."""
-    cover = []
-    for n, g in zip(hw, (g_rows, g_cols)):
-        r = len(g) // 2
-        inside = np.pad(np.ones(n), r)
-        cover.append(np.array([g @ inside[j:j + len(g)] for j in range(n)]))
-    return np.outer(*cover)[None, :, :, None]
 
 
 def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
@@ -135,17 +113,10 @@ def local_contrast_norm(x, kernel_size=9, sigma=None, *, eps=1e-4):
     xf = (xf - (hi / 2 + lo / 2)) / pow2_scale(hi / 2 - lo / 2)
     c = xf.shape[-1]
     if use_cpu_forms():
-        g_rows, g_cols = gaussian_factors(kernel_size, sigma)
-        coef = jnp.asarray(_border_coef(xf.shape[1:3], g_rows, g_cols) * c, rd)
-
-        def window_mean(v):  # the weighted window mean over all channels
-            return _separable_sum(v.sum(-1, keepdims=True), g_rows, g_cols) / coef
+        window_mean = cpu_norm.window_mean(xf.shape[1:3], c, *gaussian_factors(kernel_size, sigma),
+                                           rd)
     else:
-        w = gaussian_window(kernel_size, sigma).astype(rd)
-        coef = _spatial_sum(jnp.ones((1,) + xf.shape[1:3] + (1,), rd), w)
-
-        def window_mean(v):
-            return _spatial_sum(v.sum(-1, keepdims=True), w / c) / coef
+        window_mean = _window_mean(xf.shape[1:3], c, gaussian_window(kernel_size, sigma), rd)
     mean = window_mean(xf)
     v = xf - mean
     var = window_mean(jnp.square(v))

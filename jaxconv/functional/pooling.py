@@ -3,14 +3,14 @@
 All pools take NHWC `(*batch, height, width, channels)`; `stride` defaults to the window.
 Sums are taken in float32 (or wider) and cast back to the input dtype.
 
-Overlapping max pools and weighted Lp pools have two lowerings, chosen at trace time by
-`jaxconv.functional.lowering` (XLA's native ops on GPU/TPU, strided slices on CPU, where they
-ran 2-15x faster forward+backward: benchmarks/README.md).
+Each pool is written with XLA's windowed ops (`lax.reduce_window`, a depthwise convolution for
+weighted sums), or reshapes where windows tile the input. Overlapping max pools and weighted Lp
+pools have a CPU form too (`cpu.pooling`: strided slices, which ran 2-25x faster
+forward+backward on XLA:CPU), chosen at trace time by `jaxconv.functional.lowering`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
@@ -19,18 +19,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv.functional._args import (
+from jaxconv.functional.args import (
     Padding,
     check_image,
     check_positive_int,
     flatten_batch,
-    output_size,
     reduction_dtype,
     resolve_padding,
     to_pair,
     unflatten_batch,
 )
-from jaxconv.functional._lowering import use_cpu_forms
+from jaxconv.functional.cpu import pooling as cpu_pooling
+from jaxconv.functional.lowerings import use_cpu_forms
 
 
 def _setup(x, window, stride, padding):
@@ -64,28 +64,6 @@ def _tiled(xf, window, pads):
     return xc.reshape(n, oh, window[0], ow, window[1], c)
 
 
-def _strided_taps(xp, axis, k, s, out):
-    """The k slices `xp[..., a + s*i, ...]` (i < out) along `axis`, for a = 0 .. k-1."""
-    taps = []
-    for a in range(k):
-        start, limit, strides = [0] * xp.ndim, list(xp.shape), [1] * xp.ndim
-        start[axis], limit[axis], strides[axis] = a, a + (out - 1) * s + 1, s
-        taps.append(lax.slice(xp, start, limit, strides))
-    return taps
-
-
-def _max_pool_slices(xf, window, stride, pads):
-    """Max over the kh row taps, then over the kw column taps, of -inf-padded `xf`.
-
-    Bit-identical to `reduce_window`. Its gradient is elementwise selects, where
-    `reduce_window`'s (`select_and_scatter`) ran 5-8x slower on XLA:CPU.
-    """
-    oh, ow = output_size(xf.shape[1:3], pads, window, stride)
-    xp = jnp.pad(xf, ((0, 0),) + pads + ((0, 0),), constant_values=-np.inf)
-    rows = functools.reduce(jnp.maximum, _strided_taps(xp, 1, window[0], stride[0], oh))
-    return functools.reduce(jnp.maximum, _strided_taps(rows, 2, window[1], stride[1], ow))
-
-
 def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     """Max pooling; padding never wins the max (it is -inf).
 
@@ -102,6 +80,10 @@ def max_pool(x, window, stride=None, padding: Padding = "VALID"):
 
     Returns:
       `(*batch, out_h, out_w, channels)`; equals `torch.nn.functional.max_pool2d`.
+
+    References:
+      Jarrett, Kavukcuoglu, Ranzato & LeCun, ICCV 2009, §2 (max pooling, their P_M layer);
+      Krizhevsky et al., NeurIPS 2012, §3.4 (overlapping 3/2 pools).
     """
     w, s, pads = _setup(x, window, stride, padding)
     xf, batch = flatten_batch(x)
@@ -109,7 +91,7 @@ def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     if tiles is not None:
         y = tiles.max(axis=(2, 4))
     elif use_cpu_forms():
-        y = _max_pool_slices(xf, w, s, pads)
+        y = cpu_pooling.max_pool(xf, w, s, pads)
     else:
         y = _window_reduce(xf, -np.inf, lax.max, w, s, pads)
     return unflatten_batch(y, batch)
@@ -133,6 +115,10 @@ def avg_pool(x, window, stride=None, padding: Padding = "VALID", count_include_p
 
     Returns:
       `(*batch, out_h, out_w, channels)`; equals `torch.nn.functional.avg_pool2d`.
+
+    References:
+      LeCun et al., Proc. IEEE 1998 (LeNet-5's subsampling layers average 2x2 windows, then
+      scale them by a trained coefficient); Jarrett et al., ICCV 2009, §2 (P_A layer).
     """
     w, s, pads = _setup(x, window, stride, padding)
     xf, batch = flatten_batch(x)
@@ -269,21 +255,16 @@ def lp_pool(x, p, window, stride=None, padding: Padding = "VALID", weights=None)
 def _weighted_window_sum(v, weights, window, stride, pads):
     """`sum_{a,b} weights[a, b] * v_padded[:, i*sh + a, j*sw + b, :]`, zero padding.
 
-    XLA's lowering is a depthwise convolution; the CPU lowering sums the kh*kw weighted strided
-    slices in one fused loop (25x faster forward+backward on XLA:CPU).
+    A depthwise convolution; the CPU lowering sums weighted strided slices
+    (`cpu.pooling.weighted_window_sum`).
     """
-    if not use_cpu_forms():
-        kernel = jnp.broadcast_to(weights[:, :, None, None], window + (1, v.shape[-1]))
-        return lax.conv_general_dilated(
-            v, kernel, stride, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=v.shape[-1],
-        )
-    oh, ow = output_size(v.shape[1:3], pads, window, stride)
-    vp = jnp.pad(v, ((0, 0),) + pads + ((0, 0),))
-    terms = (weights[a, b] * tap
-             for a, row in enumerate(_strided_taps(vp, 1, window[0], stride[0], oh))
-             for b, tap in enumerate(_strided_taps(row, 2, window[1], stride[1], ow)))
-    return functools.reduce(jnp.add, terms)
+    if use_cpu_forms():
+        return cpu_pooling.weighted_window_sum(v, weights, window, stride, pads)
+    kernel = jnp.broadcast_to(weights[:, :, None, None], window + (1, v.shape[-1]))
+    return lax.conv_general_dilated(
+        v, kernel, stride, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=v.shape[-1],
+    )
 
 
 def _check_weights(weights):

@@ -1,7 +1,8 @@
 """The lowering switch of the windowed ops: XLA's native ops, or forms tuned for XLA:CPU.
 
 Public as `jaxconv.functional.{LOWERINGS, set_lowering, get_lowering, lowering}`; the ops ask
-`use_cpu_forms()` when they are traced. See `lowering` for what each mode does.
+`use_cpu_forms()` when they are traced, and then take their CPU form from
+`jaxconv.functional.cpu`. See `lowering` for what each mode does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Argument normalisation shared by every op: pairs, padding, rank and dtype checks.
+"""Argument normalisation shared by every op: pairs, padding, rank, kernel and dtype checks.
 
 Conv, locally-connected and pooling ops all resolve `padding`/`stride`/`dilation` here, so
 "SAME", "VALID", ints, pairs and explicit ((top, bottom), (left, right)) mean the same thing
-everywhere.
+everywhere. `jaxconv.layers`, `jaxconv.summary` and the benchmarks use the same functions.
 """
 
 from __future__ import annotations
@@ -149,6 +149,24 @@ def check_image(x, name: str = "x") -> None:
         )
     if min(x.shape[-3:]) == 0:
         raise ValueError(f"{name} has an empty height/width/channel dim: shape {x.shape}")
+
+
+def check_kernel(kernel, ndim: int, layout: str) -> None:
+    """Checks `kernel` is an array of rank `ndim` with no empty dim; `layout` names the dims."""
+    if getattr(kernel, "ndim", None) != ndim:
+        raise ValueError(f"kernel must be {layout}, got shape {getattr(kernel, 'shape', None)}")
+    if 0 in kernel.shape:
+        raise ValueError(f"kernel has an empty dim: shape {kernel.shape}, expected {layout}")
+
+
+def check_bias(bias, shape):
+    """Returns `bias` as an array checked to have `shape`, or None when `bias` is None."""
+    if bias is None:
+        return None
+    bias = jnp.asarray(bias)
+    if bias.shape != shape:
+        raise ValueError(f"bias must have shape {shape}, got {bias.shape}")
+    return bias
 
 
 def flatten_batch(x):
