@@ -10,7 +10,7 @@ from flax import nnx
 from jaxconv import layers as L
 from jaxconv.models import VGG, AlexNet, LeNet5, StageNet
 
-from .bad_input_cases import BAD_IMAGES, NAN, C, Case, H, W, _esc, _no_image
+from .bad_input_cases import BAD_IMAGES, NAN, C, Case, H, W, esc, no_image
 
 # ---------------------------------------------------------------- layers
 
@@ -59,83 +59,83 @@ LAYER_CASES = (
     [Case(name, what, _call_abstract(LAYERS[name]), match, x)
      for name in IMAGE_LAYERS for what, x, match in BAD_IMAGES]
     + [Case("Flatten", what, _call_abstract(LAYERS["Flatten"]), match, x) for what, x, match in [
-        ("rank1", jnp.zeros(5), _esc("Flatten expects (*batch, H, W, C), got shape (5,)")),
-        ("rank2", jnp.zeros((H, W)), _esc("Flatten expects (*batch, H, W, C), got shape (6, 7)")),
-        ("list", [1.0], _esc("Flatten expects (*batch, H, W, C), got", "list")),
+        ("rank1", jnp.zeros(5), esc("Flatten expects (*batch, H, W, C), got shape (5,)")),
+        ("rank2", jnp.zeros((H, W)), esc("Flatten expects (*batch, H, W, C), got shape (6, 7)")),
+        ("list", [1.0], esc("Flatten expects (*batch, H, W, C), got", "list")),
     ]]
     + [Case(name, "wrong-channels", _call_abstract(LAYERS[name]), match, jnp.zeros((2, H, W, 3)))
        for name, match in [
-           ("Conv", _esc(f"Conv was built for {C} input channels, got x of shape (2, 6, 7, 3)")),
-           ("LocallyConnected", _esc(f"built for inputs of size ({H}, {W}) with {C} channels, "
+           ("Conv", esc(f"Conv was built for {C} input channels, got x of shape (2, 6, 7, 3)")),
+           ("LocallyConnected", esc(f"built for inputs of size ({H}, {W}) with {C} channels, "
                                      "got x of shape (2, 6, 7, 3)")),
-           ("Sequential", _esc(f"Conv was built for {C} input channels")),
-           ("Stage", _esc(f"Conv was built for {C} input channels")),
-           ("FeaturePool", _esc("channels 3 are not divisible by group_size 2")),
+           ("Sequential", esc(f"Conv was built for {C} input channels")),
+           ("Stage", esc(f"Conv was built for {C} input channels")),
+           ("FeaturePool", esc("channels 3 are not divisible by group_size 2")),
     ]]
     + [Case("LocallyConnected", "wrong-size", _call_abstract(LAYERS["LocallyConnected"]),
-            _esc(f"built for inputs of size ({H}, {W})", "got x of shape (2, 7, 6, 4)"),
+            esc(f"built for inputs of size ({H}, {W})", "got x of shape (2, 7, 6, 4)"),
             jnp.zeros((2, W, H, C)))]
     + [Case(name, what, _call_abstract(make), match) for name, what, make, match in [
-        ("MaxPool", "window>input", lambda: L.MaxPool(8), _esc("window 8 (dilated) is larger")),
-        ("MaxPool", "window0", lambda: L.MaxPool(0), _esc("window must be >= 1")),
-        ("AvgPool", "stride-1", lambda: L.AvgPool(2, -1), _esc("stride must be >= 1", "-1")),
-        ("AvgPool", "padding'FULL'", lambda: L.AvgPool(2, 1, "FULL"), _esc("'FULL'")),
-        ("LpPool", "p0", lambda: L.LpPool(0.0, 2), _esc("p must be a finite number > 0, got 0.0")),
+        ("MaxPool", "window>input", lambda: L.MaxPool(8), esc("window 8 (dilated) is larger")),
+        ("MaxPool", "window0", lambda: L.MaxPool(0), esc("window must be >= 1")),
+        ("AvgPool", "stride-1", lambda: L.AvgPool(2, -1), esc("stride must be >= 1", "-1")),
+        ("AvgPool", "padding'FULL'", lambda: L.AvgPool(2, 1, "FULL"), esc("'FULL'")),
+        ("LpPool", "p0", lambda: L.LpPool(0.0, 2), esc("p must be a finite number > 0, got 0.0")),
         ("LpPool", "sigma-nan", lambda: L.LpPool(2.0, 2, gaussian_sigma=NAN),
-         _esc("sigma must be > 0, got nan")),
-        ("LpPool", "window2.5", lambda: L.LpPool(2.0, 2.5), _esc("window must be an int")),
-        ("FeaturePool", "group_size0", lambda: L.FeaturePool(0), _esc("group_size must be")),
-        ("FeaturePool", "p-nan", lambda: L.FeaturePool(2, p=NAN), _esc("p must be a finite")),
-        ("LocalContrastNorm", "even", lambda: L.LocalContrastNorm(4), _esc("odd int, got 4")),
+         esc("sigma must be > 0, got nan")),
+        ("LpPool", "window2.5", lambda: L.LpPool(2.0, 2.5), esc("window must be an int")),
+        ("FeaturePool", "group_size0", lambda: L.FeaturePool(0), esc("group_size must be")),
+        ("FeaturePool", "p-nan", lambda: L.FeaturePool(2, p=NAN), esc("p must be a finite")),
+        ("LocalContrastNorm", "even", lambda: L.LocalContrastNorm(4), esc("odd int, got 4")),
         ("LocalContrastNorm", "eps0", lambda: L.LocalContrastNorm(3, eps=0.0),
-         _esc("eps must be > 0, got 0.0")),
-        ("LocalResponseNorm", "size0", lambda: L.LocalResponseNorm(0), _esc("size must be a")),
-        ("LocalResponseNorm", "k-1", lambda: L.LocalResponseNorm(k=-1.0), _esc("k must be")),
+         esc("eps must be > 0, got 0.0")),
+        ("LocalResponseNorm", "size0", lambda: L.LocalResponseNorm(0), esc("size must be a")),
+        ("LocalResponseNorm", "k-1", lambda: L.LocalResponseNorm(k=-1.0), esc("k must be")),
         ("Stage", "pool>input", lambda: L.Stage(C, 3, 3, pool_window=8, rngs=_rngs()),
-         _esc("window 8 (dilated) is larger than the padded input")),
+         esc("window 8 (dilated) is larger than the padded input")),
         ("Stage", "lcn-even", lambda: L.Stage(C, 3, 3, lcn_kernel_size=4, rngs=_rngs()),
-         _esc("kernel_size must be a positive odd int, got 4")),
+         esc("kernel_size must be a positive odd int, got 4")),
     ]]
-    + _no_image("Conv", lambda **kw: L.Conv(**{"in_features": C, "out_features": 4,
+    + no_image("Conv", lambda **kw: L.Conv(**{"in_features": C, "out_features": 4,
                                               "kernel_size": 3, "rngs": _rngs(), **kw}), [
-        (f"{arg}={v!r}", {arg: v}, _esc(f"{arg} must be a positive int, got {v!r}"))
+        (f"{arg}={v!r}", {arg: v}, esc(f"{arg} must be a positive int, got {v!r}"))
         for arg in ("in_features", "out_features", "groups") for v in (0, -2, 2.5, "4")
     ] + [
-        ("groups3-not-dividing", {"groups": 3}, _esc("in_features 4 and out_features 4 must be "
+        ("groups3-not-dividing", {"groups": 3}, esc("in_features 4 and out_features 4 must be "
                                                      "divisible by groups=3")),
-        ("kernel_size0", {"kernel_size": 0}, _esc("kernel_size must be >= 1", "got 0")),
-        ("kernel_size2.5", {"kernel_size": 2.5}, _esc("kernel_size must be an int", "2.5")),
-        ("stride0", {"stride": 0}, _esc("stride must be >= 1 on each axis, got 0")),
-        ("dilation-1", {"dilation": -1}, _esc("dilation must be >= 1 on each axis, got -1")),
+        ("kernel_size0", {"kernel_size": 0}, esc("kernel_size must be >= 1", "got 0")),
+        ("kernel_size2.5", {"kernel_size": 2.5}, esc("kernel_size must be an int", "2.5")),
+        ("stride0", {"stride": 0}, esc("stride must be >= 1 on each axis, got 0")),
+        ("dilation-1", {"dilation": -1}, esc("dilation must be >= 1 on each axis, got -1")),
     ])
-    + _no_image("LocallyConnected", lambda **kw: L.LocallyConnected(**{
+    + no_image("LocallyConnected", lambda **kw: L.LocallyConnected(**{
         "in_features": C, "out_features": 2, "kernel_size": 3, "input_size": (H, W),
         "rngs": _rngs(), **kw}), [
-        (f"{arg}={v!r}", {arg: v}, _esc(f"{arg} must be a positive int, got {v!r}"))
+        (f"{arg}={v!r}", {arg: v}, esc(f"{arg} must be a positive int, got {v!r}"))
         for arg in ("in_features", "out_features") for v in (0, -1, 1.5)
     ] + [
-        ("input_size0", {"input_size": 0}, _esc("input_size must be >= 1 on each axis, got 0")),
-        ("input_size2.5", {"input_size": 2.5}, _esc("input_size must be an int or a pair")),
-        ("window>input", {"kernel_size": 9}, _esc("window 9 (dilated) is larger than the padded "
+        ("input_size0", {"input_size": 0}, esc("input_size must be >= 1 on each axis, got 0")),
+        ("input_size2.5", {"input_size": 2.5}, esc("input_size must be an int or a pair")),
+        ("window>input", {"kernel_size": 9}, esc("window 9 (dilated) is larger than the padded "
                                                   f"input {H} on height")),
-        ("padding'FULL'", {"padding": "FULL"}, _esc('padding must be "SAME"', "'FULL'")),
-        ("padding=window", {"padding": 3}, _esc("is >= the window 3")),
-        ("stride0", {"stride": 0}, _esc("stride must be >= 1")),
+        ("padding'FULL'", {"padding": "FULL"}, esc('padding must be "SAME"', "'FULL'")),
+        ("padding=window", {"padding": 3}, esc("is >= the window 3")),
+        ("stride0", {"stride": 0}, esc("stride must be >= 1")),
     ])
-    + _no_image("AdaptiveAvgPool", L.AdaptiveAvgPool, [
-        (f"output_size={o!r}", {"output_size": o}, _esc("output_size must", repr(o)))
+    + no_image("AdaptiveAvgPool", L.AdaptiveAvgPool, [
+        (f"output_size={o!r}", {"output_size": o}, esc("output_size must", repr(o)))
         for o in (0, -1, 2.5)
     ])
-    + _no_image("Activation", L.Activation, [
-        (f"name={n!r}", {"name": n}, _esc(f"unknown activation {n!r}; valid: ['abs'"))
+    + no_image("Activation", L.Activation, [
+        (f"name={n!r}", {"name": n}, esc(f"unknown activation {n!r}; valid: ['abs'"))
         for n in ("gelu", "ReLU", 3)
     ])
-    + _no_image("Sequential", lambda: L.Sequential(conv=3), [
-        ("not-callable", {}, _esc("layer 'conv' is not callable: 3"))])
-    + _no_image("Stage", lambda **kw: nnx.eval_shape(lambda: L.Stage(C, 3, 3, rngs=_rngs(),
+    + no_image("Sequential", lambda: L.Sequential(conv=3), [
+        ("not-callable", {}, esc("layer 'conv' is not callable: 3"))])
+    + no_image("Stage", lambda **kw: nnx.eval_shape(lambda: L.Stage(C, 3, 3, rngs=_rngs(),
                                                                       **kw)), [
-        ("pool'median'", {"pool": "median"}, _esc("unknown pool 'median'; valid: ['max'")),
-        ("activation'gelu'", {"activation": "gelu"}, _esc("unknown activation 'gelu'")),
+        ("pool'median'", {"pool": "median"}, esc("unknown pool 'median'; valid: ['max'")),
+        ("activation'gelu'", {"activation": "gelu"}, esc("unknown activation 'gelu'")),
     ])
 )
 
@@ -155,41 +155,41 @@ MODEL_FACTORIES = {  # (factory, input shape, classes); built abstract (nnx.eval
 def _model_cases(name: str) -> list[Case]:
     make, (h, w, c), _ = MODEL_FACTORIES[name]
     cls = name.split("-")[0]
-    expects = _esc(f"{cls} expects images (*batch, H, W, C)")
+    expects = esc(f"{cls} expects images (*batch, H, W, C)")
     rows = [
         ("rank1", jnp.zeros(5), expects + ".*got shape \\(5,\\)"),
         ("rank2", jnp.zeros((h, w)), expects + ".*got shape"),
         ("list", [[[1.0]]], expects + ".*got <class 'list'>"),
         ("wrong-channels", jnp.zeros((2, h, w, c + 1)), expects + f".*{c + 1}\\)"),
-        ("uint8", jnp.zeros((2, h, w, c), jnp.uint8), _esc(f"{cls} expects float images, got "
+        ("uint8", jnp.zeros((2, h, w, c), jnp.uint8), esc(f"{cls} expects float images, got "
                                                            "dtype uint8", "normalize")),
-        ("int32", jnp.zeros((2, h, w, c), jnp.int32), _esc("expects float images", "int32")),
-        ("bool", jnp.zeros((2, h, w, c), bool), _esc("expects float images", "dtype bool")),
+        ("int32", jnp.zeros((2, h, w, c), jnp.int32), esc("expects float images", "int32")),
+        ("bool", jnp.zeros((2, h, w, c), bool), esc("expects float images", "dtype bool")),
     ]
     if name in ("LeNet5", "StageNet", "AlexNet"):  # fixed input size
         rows.append(("wrong-size", jnp.zeros((2, h - 1, w, c)), expects + ".*got shape"))
         rows.append(("zero-height", jnp.zeros((2, 0, w, c)), expects + ".*got shape"))
     else:  # any size from a minimum: too small fails in the first window that does not fit
-        rows.append(("too-small", jnp.zeros((2, 16, 16, c)), _esc("is larger than the padded "
+        rows.append(("too-small", jnp.zeros((2, 16, 16, c)), esc("is larger than the padded "
                                                                  "input")))
-        rows.append(("zero-height", jnp.zeros((2, 0, w, c)), _esc("empty height/width/channel")))
+        rows.append(("zero-height", jnp.zeros((2, 0, w, c)), esc("empty height/width/channel")))
     return [Case(name, what, _call_abstract(make), match, x) for what, x, match in rows]
 
 
-MODEL_CASES = [case for name in MODEL_FACTORIES for case in _model_cases(name)] + _no_image(
+MODEL_CASES = [case for name in MODEL_FACTORIES for case in _model_cases(name)] + no_image(
     "models", lambda make: make(), [
         ("VGG-depth13", {"make": lambda: VGG(depth=13, rngs=_rngs())},
-         _esc("unknown VGG depth 13; valid: [11, 16]")),
+         esc("unknown VGG depth 13; valid: [11, 16]")),
         ("VGG-4-widths", {"make": lambda: VGG(channels=(8,) * 4, rngs=_rngs())},
-         _esc("channels must give one width per stage (5), got (8, 8, 8, 8)")),
+         esc("channels must give one width per stage (5), got (8, 8, 8, 8)")),
         ("StageNet-no-stage", {"make": lambda: StageNet(3, input_shape=(8, 8, 1), features=(),
                                                         rngs=_rngs())},
-         _esc("features must list at least one stage")),
+         esc("features must list at least one stage")),
         ("StageNet-per-stage", {"make": lambda: StageNet(3, input_shape=(8, 8, 1),
                                                          kernel_size=(3, 3, 3), rngs=_rngs())},
-         _esc("kernel_size has 3 entries, expected one per stage (2)")),
+         esc("kernel_size has 3 entries, expected one per stage (2)")),
         ("LeNet5-small", {"make": lambda: LeNet5(input_size=20, rngs=_rngs())},
-         _esc("LeNet5 needs input_size >= 28, got 20")),
+         esc("LeNet5 needs input_size >= 28, got 20")),
         ("LeNet5-pool", {"make": lambda: LeNet5(pool="l2", rngs=_rngs())},
-         _esc("unknown pool 'l2'; valid: ['avg', 'max']")),
+         esc("unknown pool 'l2'; valid: ['avg', 'max']")),
     ])
