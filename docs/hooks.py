@@ -3,16 +3,22 @@
 The tutorial is a script whose `# %% [markdown]` cells are text and whose `# %%` cells are
 code, so it runs with `python docs/tutorial.py` and opens as a notebook with jupytext. On the
 site, `tutorial.md`'s `<!-- tutorial.py -->` marker is replaced by the cells: markdown cells
-as they are (their `# ` prefix removed), code cells as Python blocks, then a link to the
-script. What comes before the first cell (a jupytext header) is left out.
+as they are (their `# ` prefix removed), code cells as Python blocks, each followed, as a
+notebook shows a cell's output, by the figures it saves (`save(fig, "name")` writes
+docs/figures/tutorial/name.png), then a link to the script. What comes before the first cell
+(a jupytext header) is left out. A saved figure missing from docs/figures/tutorial/ fails
+`mkdocs build --strict` as a broken image.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 MARKER = "<!-- tutorial.py -->"
 SCRIPT = Path(__file__).resolve().parent / "tutorial.py"
+FIGURE_DIR = "figures/tutorial"  # where the script's `save(fig, name)` writes, from docs/
+SAVE_CALL = re.compile(r"""^\s*save\(\s*\w+\s*,\s*["']([\w.-]+)["']\s*\)""")
 
 
 def _cells(source: str) -> list[tuple[str, list[str]]]:
@@ -44,6 +50,8 @@ def render(source: str) -> str:
             out.append("\n".join(_uncomment(line) for line in lines))
         else:
             out.append("```python\n" + "\n".join(lines) + "\n```")
+            for name in (m.group(1) for m in map(SAVE_CALL.match, lines) if m):
+                out.append(f"![{name}]({FIGURE_DIR}/{name}.png)")
     return "\n\n".join(out) + "\n"
 
 

@@ -115,3 +115,15 @@ def test_readme_is_short_and_runs_the_tests_as_ci_does():
     plumbing = re.compile(r"^(set [+-]e|status=\$\?)$")
     commands = [line for line in ci[begin + 1:end] if not plumbing.match(line)]
     assert _block(readme, fence) == commands
+
+
+def test_tutorial_page_renders_the_percent_script_with_its_figures():
+    hooks = _load(ROOT / "docs" / "hooks.py", "docs_hooks")
+    script = ('# ---\n# jupyter: {}\n# ---\n\n# %% [markdown]\n# # Title\n#\n# Text.\n\n'
+              '# %%\nx = 1\nsave(fig, "pooling")\n\n# %% [markdown]\n# More.\n')
+    assert hooks.render(script) == (
+        "# Title\n\nText.\n\n```python\nx = 1\nsave(fig, \"pooling\")\n```\n\n"
+        "![pooling](figures/tutorial/pooling.png)\n\nMore.\n")
+    page = hooks.on_page_markdown(f"intro\n{hooks.MARKER}\n", page=None)
+    assert hooks.MARKER not in page
+    assert ("(tutorial.py)" in page) == hooks.SCRIPT.exists()
