@@ -5,7 +5,7 @@
 # against torch eager, channels_last, AMP bfloat16 (NCHW and channels_last) and torch.compile.
 #
 #   bash benchmarks/gpu.sh              # on a CUDA machine, from the repository root
-#   bash benchmarks/gpu.sh --dry-run    # anywhere (CPU): the same pipeline shrunk, ~1 minute
+#   bash benchmarks/gpu.sh --dry-run    # anywhere (CPU): the same pipeline shrunk, 1-3 minutes
 #
 # Needs jax for CUDA (pip install -U "jax[cuda13]", or "jax[cuda12]" for an older driver; see
 # docs/accelerators.md) and, for the torch rows, torch with CUDA (they are skipped without it).
