@@ -54,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model_kwargs.pool = "max"  # Pooling per stage: max, avg, l2 or none.
     c.model_kwargs.hidden = ()  # Hidden fully-connected layer sizes before the classifier.
     c.model_kwargs.dropout = 0.0  # Dropout rate before each fully-connected layer.
+    # Mixed precision: the dtype the model's convs, matmuls, pooling and normalization compute
+    # in, float32 or bfloat16. Parameters, optimizer state, gradients, the loss, softmax and
+    # metrics stay float32 either way (float16 would need loss scaling, so it is not offered).
+    c.compute_dtype = "float32"
 
     # --- Fine-tuning (jaxconv.transfer) ---
     # Start from pretrained parameters (at most one of the two): parameters whose name and
@@ -99,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every_steps = 0  # Evaluate on the test split every this many steps (0: at end).
     c.checkpoint_every_steps = 300  # Save a checkpoint every this many steps (and at end).
     c.keep_checkpoints = 2  # How many recent checkpoints to keep.
+    # (start, stop): a jax.profiler trace of steps start..stop-1 into workdir/profile, for
+    # TensorBoard's profile plugin or ui.perfetto.dev, e.g. (10, 20); () is off.
+    c.profile_steps = ()
     c.progress_bar = True  # tqdm progress bar on stderr (process 0).
     # At the end of training, write PNGs to workdir/plots/ (process 0): filters, curves,
     # confusion matrix, distortions, feature maps (`python -m jaxconv.plots` does it later).

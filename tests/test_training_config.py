@@ -28,6 +28,13 @@ def test_default_config_is_valid():
     validate_config(default_lib.get_config(), device_count=4)
 
 
+@pytest.mark.parametrize("overrides", [
+    {"compute_dtype": "bfloat16"}, {"profile_steps": (0, 1)}, {"profile_steps": [10, 20]},
+])
+def test_mixed_precision_and_profiling_values_are_valid(overrides):
+    validate_config(_config(**overrides), device_count=4)
+
+
 @pytest.mark.parametrize("overrides, expected", [
     ({"model": "resnet"}, ["config.model='resnet'", "lenet5", "stagenet"]),
     ({"dataset": "svhn"}, ["config.dataset='svhn'", "digits", "mnist"]),
@@ -42,6 +49,16 @@ def test_default_config_is_valid():
     ({"num_epochs": 0}, ["config.num_epochs=0", "num_train_steps"]),
     ({"model_kwargs__depth": 3}, ["config.model_kwargs.depth", "'stagenet'", "features"]),
     ({"distortion__scale": (1.2, 1.1)}, ["config.distortion", "scale"]),
+    ({"compute_dtype": "float16"},
+     ["config.compute_dtype='float16'", "['float32', 'bfloat16']", "loss scaling"]),
+    ({"compute_dtype": "bf16"}, ["config.compute_dtype='bf16'", "['float32', 'bfloat16']"]),
+    ({"model_kwargs__dtype": "bfloat16"}, ["config.model_kwargs.dtype", "config.compute_dtype"]),
+    ({"model_kwargs__param_dtype": "bfloat16"}, ["config.model_kwargs.param_dtype", "float32"]),
+    ({"profile_steps": (20, 10)}, ["config.profile_steps=(20, 10)", "0 <= start < stop"]),
+    ({"profile_steps": (-1, 3)}, ["config.profile_steps=(-1, 3)", "0 <= start < stop"]),
+    ({"profile_steps": (5,)}, ["config.profile_steps=(5,)", "(start, stop)"]),
+    ({"profile_steps": (1.0, 2)}, ["config.profile_steps=(1.0, 2)", "integers"]),
+    ({"profile_steps": 10}, ["config.profile_steps=10", "expected tuple"]),
 ])
 def test_bad_values_name_the_key(overrides, expected):
     with pytest.raises(ConfigError) as info:

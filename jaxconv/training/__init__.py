@@ -14,7 +14,10 @@
 - `jaxconv.training.logs`: `MetricLogger` (TensorBoard, metrics.json, progress bar).
 - `jaxconv.training.job`: `setup(config)` -> `Job` (model, optimizer, steps, iterators),
   `evaluate`.
-- `jaxconv.training.hooks`: `Hooks`, the loop's callback points (start, step, save, end).
+- `jaxconv.training.hooks`: `Hooks`, the loop's callback points (start, step, save, end,
+  close); `HookList`.
+- `jaxconv.training.profiling`: `ProfileHook` (``config.profile_steps``: a `jax.profiler`
+  trace of a few steps into ``workdir/profile``).
 - `jaxconv.training.loop`: `train_and_evaluate(config, workdir, hooks=...)`.
 - `jaxconv.training.cli`: ``train.py``'s flag parsing and clean errors.
 
@@ -28,13 +31,14 @@ extras.require("train", feature=__name__)
 
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.config import ConfigError, validate_config
-from jaxconv.training.hooks import Hooks
+from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, build_step_fns, evaluate, setup
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
 from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
 from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from jaxconv.training.profiling import ProfileHook
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, split_model
 from jaxconv.training.steps import eval_step, train_step
 
@@ -43,6 +47,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "ConfigError",
+    "HookList",
     "Hooks",
     "JitParallel",
     "Job",
@@ -50,6 +55,7 @@ __all__ = [
     "NonFiniteLossError",
     "PmapParallel",
     "Preempted",
+    "ProfileHook",
     "TrainState",
     "build_job",
     "build_step_fns",

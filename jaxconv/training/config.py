@@ -52,6 +52,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "distortion.brightness": _NUMBER,
     "distortion.contrast": _NUMBER,
     "model": (str,),
+    "compute_dtype": (str,),
     "batch_size": (int,),
     "eval_batch_size": (int,),
     "num_epochs": _NUMBER,
@@ -78,6 +79,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "eval_every_steps": (int,),
     "checkpoint_every_steps": (int,),
     "keep_checkpoints": (int,),
+    "profile_steps": (tuple, list),
     "progress_bar": (bool,),
     "write_plots": (bool,),
 }
@@ -91,6 +93,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 # Model arguments the trainer fills in from the dataset when the config leaves them out.
 _DERIVED_MODEL_ARGS = ("num_classes", "input_shape", "in_channels", "input_size")
+# config.compute_dtype's choices. Parameters are always float32 (master weights): float16
+# compute would also need loss scaling, which the trainer does not do.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+PARAM_DTYPE = "float32"
+# Model arguments set from config.compute_dtype, never from config.model_kwargs.
+_PRECISION_ARGS = ("dtype", "param_dtype")
 
 
 class ConfigError(ValueError):
@@ -161,6 +169,26 @@ def _check_ranges(config: Config, device_count: int | None) -> None:
         raise _fail("optimizer.no_decay_names", tuple(opt["no_decay_names"]),
                     "must be parameter names (strings)")
     _check_transfer(config)
+    _check_precision_and_profile(config)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_precision_and_profile(config: Config) -> None:
+    """``compute_dtype`` and ``profile_steps``."""
+    dtype = config["compute_dtype"]
+    if dtype not in COMPUTE_DTYPES:
+        hint = (" (float16 would need loss scaling, which the trainer does not do)"
+                if dtype == "float16" else "")
+        raise _fail("compute_dtype", dtype, f"is not valid; choose from {list(COMPUTE_DTYPES)}"
+                                            f"{hint}")
+    steps = tuple(config["profile_steps"])
+    if steps and not (len(steps) == 2 and all(_is_int(s) for s in steps)
+                      and 0 <= steps[0] < steps[1]):
+        raise _fail("profile_steps", steps,
+                    "must be () (off) or (start, stop): integers with 0 <= start < stop")
 
 
 def _check_transfer(config: Config) -> None:
@@ -189,6 +217,10 @@ def _check_model_kwargs(config: Config) -> None:
         raise _fail("model_kwargs", kwargs, "must be a ConfigDict of model arguments")
     valid = sorted(_model_args(config["model"]))
     for name in kwargs:
+        if name in _PRECISION_ARGS:
+            raise ConfigError(f"config.model_kwargs.{name} is set by the trainer: use "
+                              f"config.compute_dtype (one of {list(COMPUTE_DTYPES)}; "
+                              f"parameters stay {PARAM_DTYPE})")
         if name not in valid:
             raise ConfigError(
                 f"config.model_kwargs.{name} is not an argument of model {config['model']!r}; "
@@ -240,7 +272,8 @@ def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
 
     ``config.model_kwargs``, plus ``num_classes`` and the input-shape arguments the model
     accepts (``input_shape``, ``in_channels``, ``input_size``), taken from `info` unless the
-    config sets them.
+    config sets them, plus ``dtype=config.compute_dtype`` and ``param_dtype="float32"``
+    (mixed precision: the layers compute in ``dtype``, the parameters stay float32).
     """
     kwargs = {k: v for k, v in dict(config.get("model_kwargs", {})).items()}
     params = _model_args(config["model"])
@@ -250,6 +283,7 @@ def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
     for name in _DERIVED_MODEL_ARGS:
         if name in params and name not in kwargs:
             kwargs[name] = derived[name]
+    kwargs.update(dtype=config["compute_dtype"], param_dtype=PARAM_DTYPE)
     return kwargs
 
 

@@ -32,9 +32,9 @@ import jax
 
 from jaxconv import data, runs
 from jaxconv.training import config as config_lib
-from jaxconv.training import preemption
+from jaxconv.training import preemption, profiling
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
-from jaxconv.training.hooks import Hooks
+from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, evaluate
 from jaxconv.training.logs import MetricLogger, StepMetrics
 from jaxconv.training.state import TrainState
@@ -96,7 +96,10 @@ def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
         written (and waited for) first.
     """
     with preemption.SigtermNotice() as notice:
-        return _run_steps(job, dev_state, ckpt, logger, notice, hooks)
+        try:
+            return _run_steps(job, dev_state, ckpt, logger, notice, hooks)
+        finally:
+            hooks.on_close()
 
 
 def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
@@ -236,7 +239,8 @@ def train_and_evaluate(
                                 dataset=job.info, config=_plain(config))
         dev_state = _restore(job, ckpt, job.par.put_state(job.state))
         logger = _start_logger(workdir, job, _current_step(job, dev_state))
-        dev_state, tracker, timing = _train(job, dev_state, ckpt, logger, hooks or Hooks())
+        all_hooks = HookList([profiling.profile_hook(config, workdir), hooks])
+        dev_state, tracker, timing = _train(job, dev_state, ckpt, logger, all_hooks)
         final = evaluate(job, dev_state)
         logger.log_eval(job.total_steps, final)
         summary = _summary(job, final, tracker, timing, logger, time.perf_counter() - t_start)
