@@ -102,8 +102,6 @@ def jax_worker(args):
     import optax
     from flax import nnx
 
-    from jaxconv.models import create_model
-
     dtype = jnp.dtype(jax_dtype_name(args.variant))
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
@@ -112,8 +110,7 @@ def jax_worker(args):
     def setup(msg):
         name = msg["model"]
         spec = _models.SPECS[name]
-        model = create_model(spec.model, num_classes=spec.classes, rngs=nnx.Rngs(0),
-                             dtype=dtype, **spec.kwargs)
+        model = _models.build_jax(name, dtype=dtype)
         fwd, _ = _models.forward_flops(model, spec.image)
         model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)

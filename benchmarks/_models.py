@@ -46,14 +46,16 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def build_jax(name: str, seed: int = 0):
+def build_jax(name: str, seed: int = 0, dtype=None):
+    """The model of `SPECS[name]`; `dtype` is its compute dtype (None: float32), as the
+    trainer's `config.compute_dtype` sets it (parameters and logits stay float32)."""
     from flax import nnx
 
     from jaxconv.models import create_model
 
     spec = SPECS[name]
     return create_model(spec.model, num_classes=spec.classes, rngs=nnx.Rngs(seed),
-                        **spec.kwargs)
+                        dtype=dtype, **spec.kwargs)
 
 
 def layer_shapes(model, image):

@@ -65,12 +65,10 @@ def jax_worker(args):
 
     def setup(name):
         spec = _models.SPECS[name]
-        model = _models.build_jax(name)
-        fwd, _ = _models.forward_flops(model, spec.image)
         bf16 = "bf16" in tokens or args.dtype == "bfloat16"
+        model = _models.build_jax(name, dtype=jnp.bfloat16 if bf16 else None)
+        fwd, _ = _models.forward_flops(model, spec.image)
         for _, layer in model.named_leaves():
-            if bf16 and isinstance(layer, (L.Conv, L.Dense)):
-                layer.dtype = jnp.bfloat16
             if conv_fn is not None and isinstance(layer, L.Conv):
                 layer.conv_fn = conv_fn
         model.train()

@@ -19,8 +19,9 @@ flags of jaxconv.runtime.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `bf16` (convs and dense
-layers compute in bfloat16),
+convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `bf16` (the models' `dtype`,
+as `config.compute_dtype=bfloat16`: convs, matmuls, pooling and normalization in bfloat16,
+float32 parameters and logits),
 `heap` (`jaxconv.runtime.malloc.reuse_freed_memory()` first, as `train.py` does).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails),
 each optionally `+heap` (the same malloc settings, in a second torch process).

@@ -151,7 +151,7 @@ def _local_copy(x: Any) -> np.ndarray:
 
 
 def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
-                       seed: int = 0) -> tuple[nnx.Module, RunInfo]:
+                       seed: int = 0, dtype: Any = None) -> tuple[nnx.Module, RunInfo]:
     """The model of a training workdir with trained parameters, in eval mode.
 
     Args:
@@ -160,6 +160,9 @@ def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
         the trainer returned; replicated arrays: this process's copy is used, with no
         collective); None reads the newest checkpoint's (`restore_params`).
       seed: initializer seed of the shell the parameters are loaded into (no effect on them).
+      dtype: compute dtype of the model (e.g. ``"float32"`` to evaluate a bfloat16 run in
+        float32); None: the run's (``config.compute_dtype``, recorded as the model's
+        ``dtype`` argument; float32 for runs that predate it). Parameters stay float32.
 
     Returns:
       ``(model, run_info)``.
@@ -169,7 +172,10 @@ def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
       ValueError: unreadable checkpoint, or parameters that do not fit the model.
     """
     info = read_run_info(workdir)
-    model = create_model(info.model, rngs=nnx.Rngs(seed), **info.model_kwargs)
+    kwargs = dict(info.model_kwargs)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = create_model(info.model, rngs=nnx.Rngs(seed), **kwargs)
     if params is None:
         params, source = restore_params(workdir), f"the checkpoint in {os.fspath(workdir)}"
     else:

@@ -159,7 +159,7 @@ def test_from_torch_uses_imagenet_eval_preprocessing(tmp_path, monkeypatch):
     monkeypatch.setattr(torch_import, "from_torch", fake_from_torch)
     predictor = Predictor.from_torch("alexnet", "w.safetensors", class_names=["a", "b", "c"],
                                      dropout=0.0)
-    assert calls == [("alexnet", "w.safetensors", 3, {"dropout": 0.0})]
+    assert calls == [("alexnet", "w.safetensors", 3, {"dropout": 0.0, "dtype": None})]
     rgb, path = _rgb_file(tmp_path)
     (result,) = predictor.predict_files([path])
     want = np.asarray(jax.nn.softmax(model(pretrained.imagenet_eval(rgb)[None])))[0]

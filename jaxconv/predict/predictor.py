@@ -66,7 +66,8 @@ class Predictor:
         self._probs = jax.jit(self._probabilities)
 
     @classmethod
-    def from_checkpoint(cls, workdir: str | os.PathLike, *, batch_size: int = 64) -> Predictor:
+    def from_checkpoint(cls, workdir: str | os.PathLike, *, batch_size: int = 64,
+                        dtype=None) -> Predictor:
         """The model of a training workdir (newest checkpoint) with its eval preprocessing.
 
         Class names, image shape and normalization come from the run's ``run.json`` (its
@@ -76,12 +77,14 @@ class Predictor:
         Args:
           workdir: a directory ``train.py`` wrote (``run.json`` + ``checkpoints/``).
           batch_size: images per jitted call.
+          dtype: compute dtype (``"float32"``, ``"bfloat16"``); None: the run's
+            ``config.compute_dtype``. Parameters and probabilities stay float32.
 
         Raises:
           FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
           ValueError: an unreadable checkpoint, or one that does not fit the model.
         """
-        model, run = load_trained_model(workdir)
+        model, run = load_trained_model(workdir, dtype=dtype)
         return cls.for_run(model, run, batch_size=batch_size)
 
     @classmethod
@@ -95,7 +98,7 @@ class Predictor:
 
     @classmethod
     def from_torch(cls, name: str, path: str | os.PathLike, *, class_names: Sequence[str],
-                   batch_size: int = 16, **model_kwargs) -> Predictor:
+                   batch_size: int = 16, dtype=None, **model_kwargs) -> Predictor:
         """torchvision's AlexNet / VGG from a local state dict, with ImageNet eval preprocessing.
 
         Files of any size are resized (shorter side 256), centre-cropped to 224x224 RGB and
@@ -106,12 +109,14 @@ class Predictor:
           path: the `.pth` / `.safetensors` file.
           class_names: one per output (1000 ImageNet names for torchvision's files).
           batch_size: images per jitted call.
+          dtype: compute dtype (None: float32; ``"bfloat16"`` on accelerators); the
+            parameters and probabilities stay float32.
           **model_kwargs: passed to `jaxconv.pretrained.from_torch`.
 
         Raises:
           ValueError, FileNotFoundError: as `jaxconv.pretrained.from_torch`.
         """
-        model = torch_import.from_torch(name, path, num_classes=len(class_names),
+        model = torch_import.from_torch(name, path, num_classes=len(class_names), dtype=dtype,
                                         **model_kwargs)
         side = preprocessing.CROP_SIZE
         return cls(model, class_names=class_names, image_shape=(side, side, 3),

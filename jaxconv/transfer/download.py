@@ -132,7 +132,7 @@ def download(url: str, cache_dir: str | PathLike | None = None, sha256: str | No
 
 def load(name: str, cache_dir: str | PathLike | None = None, url: str | None = None,
          sha256: str | None = None, progress: bool = True, num_classes: int = 1000, *,
-         seed: int = 0, **model_kwargs) -> Classifier:
+         seed: int = 0, dtype=None, **model_kwargs) -> Classifier:
     """torchvision's pretrained AlexNet / VGG as a jaxconv model: download (once), then import.
 
     Args:
@@ -142,8 +142,9 @@ def load(name: str, cache_dir: str | PathLike | None = None, url: str | None = N
         `TORCHVISION_URLS[name]`.
       sha256: expected hash (full or prefix); default the prefix in the URL's file name.
       progress: show a download progress bar.
-      num_classes, seed, **model_kwargs: as in `from_torch` (a different `num_classes` gives
-        a freshly initialised head).
+      num_classes, seed, dtype, **model_kwargs: as in `from_torch` (a different
+        `num_classes` gives a freshly initialised head; `dtype="bfloat16"` computes in
+        bfloat16 with float32 parameters).
 
     Returns:
       The model in eval mode.
@@ -163,4 +164,4 @@ def load(name: str, cache_dir: str | PathLike | None = None, url: str | None = N
                              f"{sorted(TORCHVISION_URLS)})")
         url = TORCHVISION_URLS[name]
     path = download(url, cache_dir, sha256=sha256, progress=progress)
-    return from_torch(name, path, num_classes, seed=seed, **model_kwargs)
+    return from_torch(name, path, num_classes, seed=seed, dtype=dtype, **model_kwargs)

@@ -283,7 +283,7 @@ def _initial_values(setup, paths: frozenset) -> dict:
 
 
 def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: int = 1000, *,
-                      seed: int = 0, **model_kwargs) -> tuple[Classifier, ImportReport]:
+                      seed: int = 0, dtype=None, **model_kwargs) -> tuple[Classifier, ImportReport]:
     """Builds model `name` with its parameters taken from a torchvision state dict.
 
     The model is built abstractly (`nnx.eval_shape`, no random initialisation of the layers
@@ -298,6 +298,8 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
       state: `{torch_name: array}` (NumPy arrays or anything `np.asarray` takes), torch layouts.
       num_classes: the model's outputs; if it differs from the checkpoint's, the head is new.
       seed: initialisation and dropout seed for what is not loaded.
+      dtype: the model's compute dtype (None: float32; `"bfloat16"` for mixed precision);
+        the parameters are float32 either way.
       **model_kwargs: passed to the model (e.g. `dropout`; `channels`, `hidden` for VGG);
         hashable values (lists become tuples).
 
@@ -311,7 +313,7 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
     """
     architecture(name)
     kwargs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                          for k, v in model_kwargs.items()))
+                          for k, v in dict(model_kwargs, dtype=dtype).items()))
     setup = (name, num_classes, seed, kwargs)
     abstract = nnx.eval_shape(lambda: _build(setup))
     params, report = convert_state_dict(abstract, state)
@@ -327,7 +329,7 @@ def import_state_dict(name: str, state: Mapping[str, np.ndarray], num_classes: i
 
 
 def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed: int = 0,
-               **model_kwargs) -> Classifier:
+               dtype=None, **model_kwargs) -> Classifier:
     """Builds torchvision's AlexNet / VGG in jaxconv from a local state dict file.
 
     The mapping from torchvision's names and layouts is in the module docstring. When
@@ -342,6 +344,8 @@ def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed
         here) or `.safetensors` (no torch needed).
       num_classes: outputs of the returned model.
       seed: initialisation seed for a new head, and the dropout seed.
+      dtype: the model's compute dtype (None: float32; `"bfloat16"` for mixed precision:
+        convs and matmuls in bfloat16, float32 parameters and logits).
       **model_kwargs: passed to the model constructor (e.g. `dropout=0.2`).
 
     Returns:
@@ -360,6 +364,6 @@ def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed
     """
     architecture(name)
     model, report = import_state_dict(name, read_state_dict(path), num_classes, seed=seed,
-                                      **model_kwargs)
+                                      dtype=dtype, **model_kwargs)
     logger.info("%s from %s: %s", name, path, report)
     return model
