@@ -13,6 +13,8 @@ extras.require("train", feature=__name__)
 
 from jaxconv.plots.figures import (
     confusion_matrix,
+    curves_figure,
+    feature_maps_figure,
     plot_confusion,
     plot_curves,
     plot_distortions,
@@ -24,6 +26,8 @@ from jaxconv.plots.workdir import PLOTS_DIR, feature_maps, first_conv_kernel, wr
 __all__ = [
     "PLOTS_DIR",
     "confusion_matrix",
+    "curves_figure",
+    "feature_maps_figure",
     "feature_maps",
     "first_conv_kernel",
     "plot_confusion",

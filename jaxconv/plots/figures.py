@@ -1,7 +1,9 @@
 """Figures as PNG files: filters, curves, confusion matrix, distortions, feature maps.
 
-Every function takes plain NumPy-convertible arrays and a path, draws with matplotlib's
-headless Agg backend and returns the path. Nothing here knows about training or checkpoints.
+Every ``plot_*`` function takes plain NumPy-convertible arrays and a path, draws with
+matplotlib's headless Agg backend and returns the path; `curves_figure` and
+`feature_maps_figure` return the matplotlib ``Figure`` itself (to show in a notebook, or to
+inspect). Nothing here knows about training or checkpoints.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
+
+# plot_curves: colour per split (train, test = the evaluations), line style per metric.
+SPLIT_COLORS = {"train": "C0", "test": "C1"}
+METRIC_STYLES = {"loss": "-", "accuracy": "--"}
 
 
 def _save(fig, path) -> str:
@@ -65,32 +73,79 @@ def plot_filters(kernel, path, *, title: str = "first-layer filters") -> str:
                        path, title)
 
 
-def plot_curves(history: Sequence[Mapping[str, float]], path) -> str:
-    """Training/eval curves from records `{"step": .., "train_loss": .., "test_accuracy": ..}`.
+def _series(history: Sequence[Mapping[str, float]]) -> list[tuple[str, str, list, list]]:
+    """``(split, metric, steps, values)`` for each ``<split>_<metric>`` key of `history`
+    whose metric is loss or accuracy, train before test, loss before accuracy."""
+    out = []
+    for metric in METRIC_STYLES:
+        for split in sorted({k.split("_", 1)[0] for r in history for k in r if k != "step"},
+                            key=lambda s: (s != "train", s != "test", s)):
+            key = f"{split}_{metric}"
+            pts = [(r["step"], r[key]) for r in history
+                   if r.get(key) is not None and "step" in r]
+            if pts:
+                out.append((split, metric, *map(list, zip(*pts))))
+    return out
 
-    Losses are drawn solid on the left axis, accuracies dashed on the right; train keys in
-    one colour, test keys in another; keys that are neither loss nor accuracy are skipped.
+
+def curves_figure(history: Sequence[Mapping[str, float]], *,
+                  title: str = "training curves") -> Figure:
+    """Train and test loss and accuracy over the steps, as a matplotlib ``Figure``.
+
+    Loss on the left axis (solid lines), accuracy on the right axis in percent (dashed); one
+    colour per split (`SPLIT_COLORS`). The test (evaluation) points are drawn as large
+    markers on top of the train curves, even when there is a single one; the legend shows each
+    series' colour, line style and marker. The title adds the last test accuracy.
+
+    Args:
+      history: records ``{"step": 50, "train_loss": .., "train_accuracy": .., "test_loss": ..,
+        "test_accuracy": ..}`` (``metrics.json``'s ``history``); keys of another metric are
+        skipped.
+      title: the figure's title.
+
+    Raises:
+      ValueError: `history` is empty, or no record has a loss or accuracy.
     """
     if not history:
         raise ValueError("history is empty: nothing to plot")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax2 = ax.twinx()
-    for key in sorted({k for rec in history for k in rec if k != "step"}):
-        pts = [(r["step"], r[key]) for r in history if key in r and "step" in r]
-        if not pts or not ("loss" in key or "accuracy" in key):
-            continue
-        steps, values = zip(*pts)
-        accuracy = "accuracy" in key
-        (ax2 if accuracy else ax).plot(
-            steps, values, label=key, color="C0" if key.startswith("train") else "C1",
-            linestyle="--" if accuracy else "-", marker="o" if len(pts) < 30 else None,
-            markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax2.set_ylabel("accuracy")
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="center right")
-    return _save(fig, path)
+    series = _series(history)
+    if not series:
+        raise ValueError("history has no loss or accuracy: nothing to plot")
+    fig, loss_ax = plt.subplots(figsize=(6.5, 3.8))
+    acc_ax = loss_ax.twinx()
+    handles = []
+    for split, metric, steps, values in series:
+        evaluation = split != "train"
+        (line,) = (acc_ax if metric == "accuracy" else loss_ax).plot(
+            steps, values, color=SPLIT_COLORS.get(split, "C2"),
+            linestyle=METRIC_STYLES[metric], linewidth=1.2 if evaluation else 1.5,
+            marker="o" if evaluation else ("." if len(steps) < 30 else None),
+            markersize=7 if evaluation else 4, markeredgecolor="white" if evaluation else None,
+            zorder=3 if evaluation else 2, label=f"{split} {metric}")
+        handles.append(line)
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("loss (solid)")
+    acc_ax.set_ylabel("accuracy (dashed)")
+    acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    last = [v[-1] for s, m, _, v in series if s == "test" and m == "accuracy"]
+    fig.suptitle(f"{title} (last test accuracy {last[0]:.2%})" if last else title, fontsize=10)
+    loss_ax.legend(handles, [h.get_label() for h in handles], loc="upper center",
+                   bbox_to_anchor=(0.5, -0.16), ncol=len(handles), fontsize=8, handlelength=4,
+                   frameon=False)
+    return fig
+
+
+def plot_curves(history: Sequence[Mapping[str, float]], path) -> str:
+    """Writes `curves_figure` (train and test loss and accuracy over the steps) to `path`.
+
+    Args:
+      history: as for `curves_figure`.
+      path: PNG file to write.
+
+    Returns:
+      `path`.
+    """
+    return _save(curves_figure(history), path)
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -158,23 +213,53 @@ def plot_distortions(originals, distorted, path) -> str:
     return _save(fig, path)
 
 
-def plot_feature_maps(maps: Mapping[str, np.ndarray], path, *, max_channels: int = 8) -> str:
-    """One row per named activation `(H, W, C)`: its first `max_channels` channels."""
+def feature_maps_figure(maps: Mapping[str, np.ndarray], *, max_channels: int = 8,
+                        title: str | None = None) -> Figure:
+    """One row per named activation: its first `max_channels` channels, as a ``Figure``.
+
+    Each channel is scaled to [0, 1] on its own (viridis); the row is labelled with the
+    layer's name.
+
+    Args:
+      maps: ``{name: (H, W, C)}`` in network order (`jaxconv.plots.feature_maps`).
+      max_channels: channels drawn per row.
+      title: the figure's title; None: "feature maps of one image, first N channels of each
+        layer".
+
+    Raises:
+      ValueError: no maps, or a map that is not ``(H, W, C)``.
+    """
     if not maps:
         raise ValueError("no feature maps to plot")
-    names = list(maps)
-    cols = max(min(np.asarray(maps[n]).shape[-1], max_channels) for n in names)
-    fig, axes = plt.subplots(len(names), cols, figsize=(1.1 * cols + 1, 1.1 * len(names)),
-                             squeeze=False)
-    for r, name in enumerate(names):
-        fmap = np.asarray(maps[name], np.float32)
+    arrays = {name: np.asarray(fmap, np.float32) for name, fmap in maps.items()}
+    for name, fmap in arrays.items():
         if fmap.ndim != 3:
             raise ValueError(f"feature map {name!r} must be (H, W, C), got shape {fmap.shape}")
+    cols = max(min(fmap.shape[-1], max_channels) for fmap in arrays.values())
+    fig, axes = plt.subplots(len(arrays), cols,
+                             figsize=(1.1 * cols + 1, 1.1 * len(arrays) + 0.5), squeeze=False)
+    for r, (name, fmap) in enumerate(arrays.items()):
         for c in range(cols):
             ax = axes[r, c]
             ax.axis("off")
             if c < fmap.shape[-1]:
                 ax.imshow(_unit_range(fmap[..., c]), cmap="viridis", interpolation="nearest")
         axes[r, 0].set_title(name, fontsize=7, loc="left")
+    fig.suptitle(title or f"feature maps of one image, first {cols} channels of each layer",
+                 fontsize=9)
     fig.subplots_adjust(hspace=0.35)
-    return _save(fig, path)
+    return fig
+
+
+def plot_feature_maps(maps: Mapping[str, np.ndarray], path, *, max_channels: int = 8,
+                      title: str | None = None) -> str:
+    """Writes `feature_maps_figure` (one row per named activation ``(H, W, C)``) to `path`.
+
+    Args:
+      maps, max_channels, title: as for `feature_maps_figure`.
+      path: PNG file to write.
+
+    Returns:
+      `path`.
+    """
+    return _save(feature_maps_figure(maps, max_channels=max_channels, title=title), path)
