@@ -11,6 +11,8 @@ TensorBoard scalars (tensorboardX event files in the workdir): ``train/loss``,
 ``metrics.json``: the final figures (``step``, ``train_loss``, ``train_accuracy``,
 ``test_loss``, ``test_accuracy``, ``wall_seconds``, ``images_per_second``, ...) plus
 ``history``, one record per log or eval step (what `jaxconv.plots.plot_curves` draws).
+The bar's time left (`Eta`) is measured from the end of the first step, whose time is mostly
+XLA's compilation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,45 @@ def read_history(workdir: str, up_to_step: int) -> list[dict[str, Any]]:
     return [r for r in history if r.get("step", math.inf) <= up_to_step]
 
 
+class Eta:
+    """Time left in training, from the step rate since the end of the first step.
+
+    The first step this process runs includes XLA's compilation (seconds, minutes for a large
+    model, and nothing like the steps after it), so its end starts the clock: there is no
+    estimate before the second step ends.
+
+    Args:
+      total_steps: the step training ends at.
+      clock: seconds, monotonic (a test passes a fake one).
+    """
+
+    def __init__(self, total_steps: int, clock: Callable[[], float] = time.monotonic):
+        self._total, self._clock = total_steps, clock
+        self._start: tuple[float, int] | None = None  # (time, step) when the first step ended
+        self._last: tuple[float, int] | None = None
+
+    def update(self, step: int) -> None:
+        """Records that training reached `step` now."""
+        now = self._clock()
+        if self._start is None:
+            self._start = (now, step)
+        self._last = (now, step)
+
+    def seconds_left(self) -> float | None:
+        """Seconds to `total_steps` at the rate since the first step; None before step 2."""
+        if self._start is None or self._last[1] <= self._start[1]:
+            return None
+        rate = (self._last[1] - self._start[1]) / max(self._last[0] - self._start[0], 1e-9)
+        return max(self._total - self._last[1], 0) / rate
+
+    def text(self) -> str:
+        """``eta 01:23``, or ``eta: compiling`` / ``eta: estimating`` before there is one."""
+        left = self.seconds_left()
+        if left is not None:
+            return f"eta {tqdm.tqdm.format_interval(left)}"
+        return "eta: compiling" if self._start is None else "eta: estimating"
+
+
 class MetricLogger:
     """TensorBoard writer, history for ``metrics.json`` and progress bar (process 0 only).
 
@@ -55,14 +97,18 @@ class MetricLogger:
       total_steps: training length, for the bar's ETA.
       initial_step: the step training starts (or resumes) from.
       enabled: False on processes other than 0: every method is a no-op.
-      progress_bar: show a tqdm bar on stderr.
+      progress_bar: show a tqdm bar on stderr: steps, elapsed time, `Eta`, loss and images/s.
+      clock: the `Eta`'s clock (a test passes a fake one).
     """
 
     def __init__(self, workdir: str, *, total_steps: int, initial_step: int, enabled: bool,
-                 progress_bar: bool):
+                 progress_bar: bool, clock: Callable[[], float] = time.monotonic):
         self.workdir = workdir
         self.enabled = enabled
         self.history: list[dict[str, Any]] = []
+        self.eta = Eta(total_steps, clock)
+        self._step = initial_step
+        self._metrics_text = ""
         self._writer = None
         self._bar = None
         if not enabled:
@@ -71,13 +117,22 @@ class MetricLogger:
 
         self._writer = SummaryWriter(logdir=workdir)
         self.history = read_history(workdir, initial_step)
-        if progress_bar:
+        if progress_bar:  # tqdm's own rate and ETA would count the compilation: ours instead.
             self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step",
-                                  dynamic_ncols=True, smoothing=0.1)
+                                  dynamic_ncols=True, postfix=self.eta.text(),
+                                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                             "[{elapsed}{postfix}]")
+
+    def postfix(self) -> str:
+        """What the bar shows after the elapsed time: the `Eta`, then the last loss and img/s."""
+        return ", ".join(t for t in (self.eta.text(), self._metrics_text) if t)
 
     def advance(self, steps: int = 1) -> None:
-        """Moves the progress bar (no device sync)."""
+        """Moves the progress bar and the `Eta` (no device sync)."""
+        self._step += steps
+        self.eta.update(self._step)
         if self._bar is not None:
+            self._bar.set_postfix_str(self.postfix(), refresh=False)
             self._bar.update(steps)
 
     def _scalars(self, prefix: str, step: int, values: dict[str, float]) -> None:
@@ -96,9 +151,10 @@ class MetricLogger:
             return
         self._scalars("train", step, metrics)
         self._record(step, {f"train_{k}": v for k, v in metrics.items()})
+        self._metrics_text = (f"loss={metrics['loss']:.4f}, "
+                              f"img_s={metrics.get('images_per_second', 0):.0f}")
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{metrics['loss']:.4f}",
-                                  img_s=f"{metrics.get('images_per_second', 0):.0f}")
+            self._bar.set_postfix_str(self.postfix())
 
     def log_eval(self, step: int, metrics: dict[str, float]) -> None:
         """Logs test-split loss and accuracy at `step`."""
