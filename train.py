@@ -1,4 +1,4 @@
-"""Train and evaluate a jaxconv model; the logic lives in `jaxconv.training`.
+r"""Train and evaluate a jaxconv model; the logic lives in `jaxconv.training`.
 
     python train.py --config configs/default.py --workdir runs/default
     python train.py --config configs/default.py --workdir runs/lr01 \
@@ -17,6 +17,9 @@ from jaxconv import runtime
 # XLA flags and malloc settings, before jax starts its backend. CPU-only; the user's
 # XLA_FLAGS win; JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
 runtime.tune_cpu()
+# Compiled programs cached in ~/.cache/jaxconv/jax: a rerun does not recompile
+# (JAXCONV_COMPILATION_CACHE=0 turns it off, =DIR moves it).
+runtime.enable_compilation_cache()
 
 import os  # noqa: E402
 
@@ -33,7 +36,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics.json
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(cli.REQUIRED_FLAGS)
 
 
 def main(argv, hooks: training.Hooks | None = None):

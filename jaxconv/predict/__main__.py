@@ -2,7 +2,9 @@
 
 import sys
 
+from jaxconv import runtime
 from jaxconv.predict.cli import main
 
 if __name__ == "__main__":
+    runtime.enable_compilation_cache()  # ~/.cache/jaxconv/jax; JAXCONV_COMPILATION_CACHE=0: off
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""CPU runtime tuning for entry points: XLA flags and malloc settings, applied before jax starts.
+"""Process settings for entry points: CPU tuning (XLA flags, malloc) and the compilation cache.
 
 - `jaxconv.runtime.xla_flags`: `apply_cpu_performance_flags` (convolutions on every core;
   opt out with `JAXCONV_NO_XLA_FLAGS=1`).
@@ -6,11 +6,16 @@
   opt out with `JAXCONV_NO_MALLOC_TUNING=1`).
 - `jaxconv.runtime.guard`: the one check both go through (opt-out variable, `JAX_PLATFORMS`,
   backends already started).
+- `jaxconv.runtime.compile_cache`: `enable_compilation_cache` (jax's persistent compilation
+  cache in `~/.cache/jaxconv/jax`, so a rerun loads its compiled programs; any platform;
+  `JAXCONV_COMPILATION_CACHE=0` turns it off, `=DIR` moves it).
 
-An entry point calls `tune_cpu()` before its first jax computation::
+An entry point calls `tune_cpu()` and `enable_compilation_cache()` before its first jax
+computation::
 
     from jaxconv import runtime
     runtime.tune_cpu()
+    runtime.enable_compilation_cache()
 
 Importing this package changes nothing; library modules never call it.
 """
@@ -19,7 +24,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from jaxconv.runtime import guard, malloc, xla_flags
+from jaxconv.runtime import compile_cache, guard, malloc, xla_flags
+from jaxconv.runtime.compile_cache import enable_compilation_cache
 from jaxconv.runtime.malloc import reuse_freed_memory
 from jaxconv.runtime.xla_flags import apply_cpu_performance_flags
 
@@ -46,6 +52,8 @@ def tune_cpu() -> CpuTuning:
 __all__ = [
     "CpuTuning",
     "apply_cpu_performance_flags",
+    "compile_cache",
+    "enable_compilation_cache",
     "guard",
     "malloc",
     "reuse_freed_memory",

@@ -12,6 +12,7 @@ shares (`fail`, `quiet_logging`) are in `jaxconv.cli_errors`.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,13 @@ from jaxconv.training.parallel import DistributedArgumentError
 from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 CONFIG_FLAG = "config"
+REQUIRED_FLAGS = [CONFIG_FLAG, "workdir"]  # train.py marks these required.
+USAGE = ("usage: python train.py --config CONFIG_FILE --workdir DIR [--config.KEY=VALUE ...]\n"
+         "example: python train.py --config configs/default.py --workdir runs/default\n"
+         "(python train.py --help lists every flag)")
+# absl's help flags; each prints the help and exits with status 1, which parse_flags makes 0.
+HELP_FLAGS = ("--help", "-help", "-?", "--helpshort", "-helpshort", "--helpfull", "-helpfull",
+              "--helpxml", "-helpxml")
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -70,6 +78,24 @@ def _lookup(config: Any, key: str) -> tuple[Any, str | None]:
     return node, None
 
 
+def _dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    for name in node.keys():
+        yield f"{prefix}{name}"
+        if hasattr(node[name], "keys"):
+            yield from _dotted_keys(node[name], f"{prefix}{name}.")
+
+
+def _did_you_mean(missing: str, valid: Sequence[str], config: Any) -> str:
+    """`` did you mean 'x'?`` for the closest valid key at that level, else for the closest
+    key anywhere in the config by its last part (``optimizer.learning_rate``); else ``""``."""
+    close = difflib.get_close_matches(missing, valid, n=1)
+    if not close:
+        keys = list(_dotted_keys(config))
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in keys}
+        close = [by_leaf[m] for m in difflib.get_close_matches(missing, list(by_leaf), n=1)]
+    return f" did you mean {close[0]!r}?" if close else ""
+
+
 def _unknown_key_message(argv: Sequence[str], config: Any) -> str:
     for key, value in _overrides(argv):
         parent, missing = _lookup(config, key)
@@ -77,8 +103,8 @@ def _unknown_key_message(argv: Sequence[str], config: Any) -> str:
             valid = sorted(parent.keys()) if hasattr(parent, "keys") else []
             where = key.rsplit(".", 1)[0] if "." in key else ""
             scope = f"config.{where}" if where else "config"
-            return (f"--config.{key}={value}: {missing!r} is not a key of {scope}; "
-                    f"valid keys: {valid}")
+            return (f"--config.{key}={value}: {missing!r} is not a key of {scope};"
+                    f"{_did_you_mean(missing, valid, config)} valid keys: {valid}")
     return "an override names a key the config does not have"
 
 
@@ -94,10 +120,25 @@ def _bad_value_message(err: Exception, argv: Sequence[str], config: Any) -> str:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """``absl.app.run`` flags parser that fails with one line (module docstring)."""
+    """``absl.app.run`` flags parser that fails with one line (module docstring).
+
+    A misspelled ``--config.<key>`` gets a "did you mean" besides the valid keys; a missing
+    required flag (`REQUIRED_FLAGS`) gets `USAGE` (the flags and an example) before the
+    ``error:`` line, exit status 2; ``--help`` (or ``-h``) prints the help, exit status 0.
+    """
+    argv = ["--help" if a == "-h" else a for a in argv]
     try:
         return flags.FLAGS(argv)
+    except SystemExit as err:  # absl printed the help and exits with status 1.
+        if err.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.Error as err:
+        missing = [f"--{n}" for n in REQUIRED_FLAGS if n in flags.FLAGS
+                   and flags.FLAGS[n].value is None]
+        if any(name in str(err) for name in missing):  # absl's check of a required flag.
+            print(USAGE, file=sys.stderr)
+            fail(f"missing required flag{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         fail(_bad_value_message(err, argv, _load_config(argv)))
     except (AttributeError, KeyError) as err:  # ml_collections: unknown --config.<key>.
         config = _load_config(argv)
