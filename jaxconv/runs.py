@@ -159,7 +159,8 @@ def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
       params: the parameters to use (nested dict, e.g. the ``params`` of the `TrainState`
         the trainer returned; replicated arrays: this process's copy is used, with no
         collective); None reads the newest checkpoint's (`restore_params`).
-      seed: initializer seed of the shell the parameters are loaded into (no effect on them).
+      seed: seeds the model's RNG streams (dropout's, unused in eval mode); the model is
+        built abstractly (`nnx.eval_shape`: no initializer runs) and filled with `params`.
       dtype: compute dtype of the model (e.g. ``"float32"`` to evaluate a bfloat16 run in
         float32); None: the run's (``config.compute_dtype``, recorded as the model's
         ``dtype`` argument; float32 for runs that predate it). Parameters stay float32.
@@ -175,7 +176,10 @@ def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
     kwargs = dict(info.model_kwargs)
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = create_model(info.model, rngs=nnx.Rngs(seed), **kwargs)
+    # Shapes only (no initializer runs or compiles); the RNG streams (dropout's, unused in
+    # eval mode) get concrete keys, the parameters are filled in below.
+    model = nnx.eval_shape(lambda: create_model(info.model, rngs=nnx.Rngs(seed), **kwargs))
+    nnx.reseed(model, default=seed)
     if params is None:
         params, source = restore_params(workdir), f"the checkpoint in {os.fspath(workdir)}"
     else:
@@ -188,6 +192,10 @@ def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
                          f"shapes {got} vs {expected}")
     nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
+    unfilled = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(
+        nnx.to_pure_dict(nnx.state(model))) if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if unfilled:  # A model state neither a parameter nor an RNG stream: not checkpointed.
+        raise ValueError(f"model {info.model!r} has state a checkpoint does not hold: {unfilled}")
     model.eval()
     return model, info
 
