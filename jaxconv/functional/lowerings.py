@@ -43,7 +43,7 @@ def lowering(mode: str):
     """Ops traced inside the block use lowering `mode`; the previous one is restored after.
 
     On XLA:CPU some of XLA's own windowed ops ran far slower than the same sums or maxima
-    written as strided slices or matmuls (`benchmarks/README.md`, 2 cores, batch 128,
+    written as strided slices or matmuls (`docs/performance.md`, 2 cores, batch 128,
     forward+backward): an overlapping `lax.reduce_window` max pool (its gradient is
     `select_and_scatter`), the depthwise convolution of a weighted Lp pool, LCN's one-channel
     Gaussian convolutions, a one-input-channel convolution, the locally-connected einsum. GPU

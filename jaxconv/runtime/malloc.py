@@ -18,7 +18,7 @@ After it, the CIFAR step takes 0 page faults and runs about 10 % faster. The cos
 process keeps its peak host memory until it exits (as with PyTorch's or jemalloc's caching
 allocators), more of it while the heap settles (resident memory 441 -> 708 MB for the CIFAR
 step above, 1.24 -> 1.89 GB for AlexNet at batch 16), and all threads share one allocator
-lock. Figures: `benchmarks/README.md`.
+lock. Figures: `docs/performance.md`.
 
 Like `jaxconv.runtime.xla_flags`, this is for entry points (`train.py`, the CLIs, through
 `jaxconv.runtime.tune_cpu`), called before jax starts its backend (its thread pool must be

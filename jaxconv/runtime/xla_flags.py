@@ -3,7 +3,7 @@
 With jaxlib 0.10.x, XLA:CPU hands convolutions (and dots, elementwise ops, reductions around
 them) to its YNNPACK fusion, which ran on one core on our 2-core machine. Turning those
 fusions off sends convolutions to XLA's Eigen path, which uses every core. Measured by
-`benchmarks/train_step.py` (medians, interleaved, same run; `benchmarks/README.md`): train
+`benchmarks/train_step.py` (medians, interleaved, same run; `docs/performance.md`): train
 step 2.4-2.5x faster on the CIFAR StageNet, 2.1x with LCN, 1.3x on AlexNet, 1.2x on LeNet-5;
 3x3 convs reach 110-140 GFLOP/s instead of 25-60. Only the kernels change (results equal to
 float rounding; the project's functional, layer and model tests pass with the flags on); the

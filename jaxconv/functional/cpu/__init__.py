@@ -5,7 +5,7 @@ Each op file of `jaxconv.functional` (`conv.py`, `locally_connected.py`, `poolin
 `jaxconv.functional.lowerings.use_cpu_forms()` says so, takes its CPU form through one call
 into the module of the same name here. These forms compute the same values (up to float
 rounding) from matmuls and strided slices, which XLA:CPU ran 1.3-25x faster forward+backward
-than its own windowed ops (`benchmarks/README.md`). Their tuning thresholds are constants of
+than its own windowed ops (`docs/performance.md`). Their tuning thresholds are constants of
 their module, passed on as keyword arguments (a benchmark passes other values; nothing
 reassigns them).
 

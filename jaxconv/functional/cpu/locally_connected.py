@@ -2,7 +2,7 @@
 
 Laying the patches out position-major makes `einsum("nijabc,ijabco->nijo")` a plain matmul
 batched over the `out_h * out_w` positions. On XLA:CPU it ran 1.3-1.5x faster
-forward+backward than the einsum, with 30-45 % less temp memory (`benchmarks/README.md`).
+forward+backward than the einsum, with 30-45 % less temp memory (`docs/performance.md`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ LCN's Gaussian window is separable, so its zero-padded window sum over an `(H, W
 XLA:CPU ran the one-channel convolutions of the reference slowly (their backward above all);
 as shifted slices, the sums were elementwise ops that XLA fused into every per-channel
 consumer, recomputing each pixel's window sum once per channel (64x in a CIFAR stage). A matmul
-is materialized once, and its gradient is the transposed matmuls (`benchmarks/README.md`,
+is materialized once, and its gradient is the transposed matmuls (`docs/performance.md`,
 "LCN").
 """
 

@@ -2,7 +2,7 @@
 
 Both are written with strided slices (`strided_taps`) instead of `lax.reduce_window` or a
 depthwise convolution: on XLA:CPU they ran 5-25x faster forward+backward
-(`benchmarks/README.md`). Inputs are `(N, H, W, C)`, `window` and `stride` pairs and `pads`
+(`docs/performance.md`). Inputs are `(N, H, W, C)`, `window` and `stride` pairs and `pads`
 explicit `((top, bottom), (left, right))`, as the pooling ops resolve them.
 """
 
