@@ -2,11 +2,14 @@
 
 ``train.py``, ``python -m jaxconv.predict`` and ``python -m jaxconv.plots`` end a bad
 invocation with `fail` (exit status `EXIT_CODE`, 2) and keep absl's INFO chatter (Orbax's
-progress lines) off the terminal with `quiet_logging`.
+progress lines) and the tracebacks libraries attach to their logged errors (Orbax's, when a
+background write fails) off the terminal with `quiet_logging`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import NoReturn
 
@@ -30,8 +33,50 @@ def fail(message: str, code: int = EXIT_CODE) -> NoReturn:
     sys.exit(code)
 
 
+class _OneLine(logging.Formatter):
+    """``<level>: <message>``; a record's traceback is replaced by its exception's first line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            lines = str(err).strip().splitlines()
+            message += f" ({type(err).__name__}: {lines[0] if lines else ''})"
+        return f"{record.levelname.lower()}: {message}"
+
+
+def _not_reraised(record: logging.LogRecord) -> bool:
+    """False for Orbax's records of a failed background write (logged with the exception,
+    which Orbax then raises to its caller, who reports it in one line)."""
+    return not (record.exc_info and "orbax" in record.pathname.split(os.sep))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests and notebooks replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def quiet_logging() -> None:
-    """Shows warnings and errors only, unless ``--verbosity`` was given (absl's default is
-    INFO once flags are parsed, which floods the terminal with Orbax's progress lines)."""
-    if not flags.FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)
+    """Shows warnings and errors only, each as one ``warning: ...`` / ``error: ...`` line,
+    unless ``--verbosity`` was given (absl's default is INFO once flags are parsed, which
+    floods the terminal with Orbax's progress lines; a logged error's traceback is replaced
+    by the exception's first line, and Orbax's logged copies of the errors it raises are
+    left out)."""
+    if flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present:
+        return
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    root = logging.getLogger()
+    # absl's handler (an absl app), or the plain stderr handler absl's first log call adds
+    # with logging.basicConfig (argparse tools), or a new one.
+    handlers = [h for h in root.handlers if h is absl_logging.get_absl_handler()
+                or type(h) in (logging.StreamHandler, _StderrHandler)]
+    if not handlers:
+        handlers = [_StderrHandler()]
+        root.addHandler(handlers[0])
+    for handler in handlers:
+        handler.setFormatter(_OneLine())
+        if _not_reraised not in handler.filters:
+            handler.addFilter(_not_reraised)

@@ -6,19 +6,27 @@ item) and, once training finished, ``metrics.json`` (`METRICS_FILE`).
 
 ``run.json`` holds the model name, the model's keyword arguments as built (the
 dataset-derived ones filled in), the dataset's `DatasetInfo` (class names, image shape,
-normalization mean/std) and the whole config. With the newest checkpoint's parameters that
+normalization mean/std), the whole config the run started with and ``resumes``: one entry
+per resumed start (`append_resume`: time, step, the bookkeeping keys changed), so that the
+record is never rewritten. `read_run_info` gives the config in force now (the started one
+with each resume's changes applied). With the newest readable checkpoint's parameters that
 is everything `load_trained_model` needs: the trainer (resuming), `jaxconv.predict`
 (``Predictor.from_checkpoint``), `jaxconv.plots` and `jaxconv.transfer` (starting from a
 trained run) all read runs through this module. `data_dir`, `make_crop` and
 `make_distortion` turn a run's config into the typed arguments of its input pipeline, the
-same for the trainer and for a reader of a finished run.
+same for the trainer and for a reader of a finished run. `read_metrics` reads
+``metrics.json`` or says why it cannot. Readers fall back like the trainer (`read_newest`):
+an unreadable newest checkpoint is skipped with a warning for an older one.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,6 +42,8 @@ METRICS_FILE = "metrics.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"  # The checkpoint item holding the train state (params, ...).
 
+_log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
@@ -43,13 +53,18 @@ class RunInfo:
       model: key of `jaxconv.models.MODELS`.
       model_kwargs: the model's keyword arguments (JSON lists turned back into tuples).
       dataset: the training dataset's `DatasetInfo`.
-      config: the run's config as a plain dict.
+      config: the run's config as a plain dict, as in force now: the config the run started
+        with, with the changes of each resume applied.
+      resumes: ``run.json``'s resume entries, oldest first (`append_resume`).
+      started_config: the config the run started with.
     """
 
     model: str
     model_kwargs: dict[str, Any]
     dataset: DatasetInfo
     config: dict[str, Any]
+    resumes: tuple[dict[str, Any], ...] = ()
+    started_config: dict[str, Any] | None = None
 
 
 def _tuples(value: Any) -> Any:
@@ -60,17 +75,56 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def write_run_info(workdir: str, *, model: str, model_kwargs: dict[str, Any],
-                   dataset: DatasetInfo, config: dict[str, Any]) -> str:
-    """Writes ``workdir/run.json`` atomically (temp file + rename); returns its path."""
-    record = {"model": model, "model_kwargs": model_kwargs,
-              "dataset": dataclasses.asdict(dataset), "config": config}
-    path = os.path.join(workdir, RUN_FILE)
+def _write_json(path: str, record: Any) -> str:
+    """Writes `record` to `path` atomically (temp file, fsync, rename)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def write_run_info(workdir: str, *, model: str, model_kwargs: dict[str, Any],
+                   dataset: DatasetInfo, config: dict[str, Any]) -> str:
+    """Writes a new run's ``workdir/run.json`` atomically (no resumes yet); returns its path."""
+    record = {"model": model, "model_kwargs": model_kwargs,
+              "dataset": dataclasses.asdict(dataset), "config": config, "resumes": []}
+    return _write_json(os.path.join(workdir, RUN_FILE), record)
+
+
+def append_resume(workdir: str, entry: dict[str, Any]) -> str:
+    """Appends `entry` to ``run.json``'s ``resumes`` (atomically); the rest is kept as is.
+
+    Args:
+      workdir: the run's workdir.
+      entry: JSON-serializable; the trainer writes ``time``, ``step`` (resumed from) and
+        ``changed`` (``{dotted key: [old, new]}``: the new values are in force from then on).
+
+    Raises:
+      ValueError: ``run.json`` is not a JSON object.
+    """
+    path = os.path.join(workdir, RUN_FILE)
+    with open(path) as f:
+        record = json.load(f)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a valid run.json (not a JSON object)")
+    record["resumes"] = [*record.get("resumes", []), entry]
+    return _write_json(path, record)
+
+
+def _config_now(started: dict[str, Any], resumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """`started` with each resume's ``changed`` new values (dotted keys) applied, in order."""
+    config = copy.deepcopy(started)
+    for entry in resumes:
+        for key, (_, new) in entry.get("changed", {}).items():
+            *parents, last = key.split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = new
+    return config
 
 
 def read_run_info(workdir: str | os.PathLike) -> RunInfo:
@@ -88,9 +142,12 @@ def read_run_info(workdir: str | os.PathLike) -> RunInfo:
         with open(path) as f:
             record = json.load(f)
         dataset = DatasetInfo(**_tuples(record["dataset"]))
+        started, resumes = record["config"], record.get("resumes", [])
+        if not isinstance(started, dict) or not isinstance(resumes, list):
+            raise TypeError("config must be an object and resumes a list")
         return RunInfo(record["model"], _tuples(record["model_kwargs"]), dataset,
-                       record["config"])
-    except (ValueError, KeyError, TypeError) as err:
+                       _config_now(started, resumes), tuple(resumes), started)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path} is not a valid run.json ({type(err).__name__}: {err})") from err
 
 
@@ -98,51 +155,143 @@ def _is_step_dir(path: str) -> bool:
     return os.path.isdir(os.path.join(path, STATE_ITEM))
 
 
-def checkpoint_step_dir(path: str | os.PathLike) -> str:
-    """The newest complete checkpoint step directory under `path`.
+def _is_complete(path: str) -> bool:
+    try:
+        return _is_step_dir(path) and ocp.step.is_checkpoint_finalized(path)
+    except OSError:  # Deleted while we looked.
+        return False
+
+
+def complete_steps(directory: str | os.PathLike) -> list[int]:
+    """The steps of the complete checkpoints in a ``checkpoints`` directory, ascending.
+
+    Unfinished writes (``<step>.orbax-checkpoint-tmp``), steps set aside as unreadable and
+    directories without a state item are not counted; a missing directory has none.
+    """
+    directory = os.fspath(directory)
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(d) for d in names
+                  if d.isdigit() and _is_complete(os.path.join(directory, d)))
+
+
+def _checkpoint_root(path: str) -> str:
+    root = os.path.join(path, CHECKPOINTS_DIR)
+    return root if os.path.isdir(root) else path
+
+
+_NO_CHECKPOINT = ("no complete checkpoint in {} (expected a workdir, its checkpoints/ "
+                  "directory or a checkpoints/<step> directory)")
+
+
+def read_newest(path: str | os.PathLike, read: Callable[[str], Any]) -> Any:
+    """``read(step_dir)`` of the newest complete checkpoint under `path` that `read` can read.
+
+    Like the trainer: a step that `read` fails on (``ValueError``) is skipped with a warning
+    naming it, for the next older one. A step that disappears while it is read (a trainer
+    deleting its old checkpoints) is no failure: the steps are listed again, once, and the
+    newest is tried. Nothing is moved or deleted (a reader never changes the workdir).
 
     Args:
       path: a training workdir, its ``checkpoints`` directory, or one step directory
-        (``.../checkpoints/600``).
-
-    Raises:
-      FileNotFoundError: no complete checkpoint there (the message names the path).
-    """
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    if _is_step_dir(path):
-        return path
-    root = os.path.join(path, CHECKPOINTS_DIR)
-    root = root if os.path.isdir(root) else path
-    steps = []
-    if os.path.isdir(root):
-        steps = [int(d) for d in os.listdir(root) if d.isdigit() and _is_step_dir(
-            os.path.join(root, d)) and ocp.step.is_checkpoint_finalized(os.path.join(root, d))]
-    if not steps:
-        raise FileNotFoundError(f"no complete checkpoint in {path} (expected a workdir, its "
-                                f"checkpoints/ directory or a checkpoints/<step> directory)")
-    return os.path.join(root, str(max(steps)))
-
-
-def restore_params(path: str | os.PathLike) -> dict[str, Any]:
-    """The parameters (nested dict of numpy arrays) of the newest checkpoint under `path`.
-
-    Args:
-      path: as for `checkpoint_step_dir`.
+        (``.../checkpoints/600``, read alone: no fallback).
+      read: reads one step directory; raises ``ValueError`` if it cannot.
 
     Raises:
       FileNotFoundError: no complete checkpoint.
-      ValueError: the checkpoint cannot be read (truncated or corrupt files); names the path.
+      ValueError: no step can be read (the message names each step and why).
     """
-    step_dir = checkpoint_step_dir(path)
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if _is_step_dir(path):
+        return read(path)
+    root = _checkpoint_root(path)
+    problems: dict[int, str] = {}
+    relisted, steps = False, complete_steps(root)[::-1]
+    while steps:
+        step = steps.pop(0)
+        step_dir = os.path.join(root, str(step))
+        try:
+            return read(step_dir)
+        except ValueError as err:
+            if not os.path.isdir(step_dir) and not relisted:  # Deleted while being read.
+                relisted, steps = True, [s for s in complete_steps(root)[::-1]
+                                         if s not in problems]
+                continue
+            problems[step] = str(err)
+            if steps:
+                _log.warning("%s: using the older checkpoint %s", err,
+                             os.path.join(root, str(steps[0])))
+    if problems:
+        raise ValueError(f"no readable checkpoint in {root}: "
+                         + "; ".join(f"step {s}: {p}" for s, p in problems.items()))
+    raise FileNotFoundError(_NO_CHECKPOINT.format(path))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def read_params(step_dir: str) -> dict[str, Any]:
+    """The parameters (nested dict of numpy arrays) of one checkpoint step directory.
+
+    Raises:
+      ValueError: the checkpoint cannot be read (truncated, corrupt or missing files, not a
+        jaxconv train state); names the path.
+    """
     state_dir = os.path.join(step_dir, STATE_ITEM)
     try:
         state = ocp.StandardCheckpointer().restore(state_dir)
     except Exception as err:  # noqa: BLE001 - Orbax/TensorStore raise many types.
-        raise ValueError(f"cannot read checkpoint {state_dir}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}") from err
+        raise ValueError(f"cannot read checkpoint {state_dir}: {_first_line(err)}") from err
     if not isinstance(state, dict) or "params" not in state:
         raise ValueError(f"{state_dir} holds no 'params' (not a jaxconv train state)")
     return jax.tree.map(np.asarray, state["params"])
+
+
+def restore_params(path: str | os.PathLike) -> dict[str, Any]:
+    """The parameters (nested dict of numpy arrays) of the newest readable checkpoint.
+
+    Args:
+      path: as for `read_newest` (an unreadable newest step falls back to an older one with
+        a warning).
+
+    Raises:
+      FileNotFoundError: no complete checkpoint.
+      ValueError: no checkpoint can be read (truncated or corrupt files); names the paths.
+    """
+    return read_newest(path, read_params)
+
+
+def read_metrics(workdir: str | os.PathLike) -> dict[str, Any] | None:
+    """``workdir/metrics.json`` (a finished run's figures and ``history``), or None if absent.
+
+    Raises:
+      ValueError: the file exists but is not the expected object (not JSON, not an object,
+        a ``history`` that is not a list of records with a ``step``, no integer ``step``);
+        the message names the path and the problem.
+    """
+    path = os.path.join(os.fspath(workdir), METRICS_FILE)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read as JSON ({_first_line(err)})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a metrics file: a JSON {type(record).__name__}, not "
+                         f"an object")
+    history = record.get("history", [])
+    if not isinstance(history, list) or not all(
+            isinstance(r, dict) and type(r.get("step")) is int for r in history):
+        raise ValueError(f"{path} is not a metrics file: its history is not a list of "
+                         f"records with an integer step")
+    if type(record.get("step")) is not int:
+        raise ValueError(f"{path} is not a metrics file: it has no integer step")
+    return record
 
 
 def _local_copy(x: Any) -> np.ndarray:

@@ -62,6 +62,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(digits_dir, tmp_pa
     training.train_and_evaluate(config, tmp_path)  # Good checkpoints at steps 1 and 2.
     config.num_train_steps = 12
     config.optimizer.learning_rate = 1e30  # Resumes at 2; step 3 overflows the parameters.
+    # A changed learning rate is refused on resume (jaxconv.training.resume); without
+    # run.json the checkpoints are resumed unchecked.
+    os.remove(tmp_path / "run.json")
     with pytest.raises(training.NonFiniteLossError, match=r"is (nan|inf) at step 3:"):
         training.train_and_evaluate(config, tmp_path)
     checkpoint = Checkpointer(tmp_path / "checkpoints", max_to_keep=2)

@@ -1,6 +1,7 @@
 """Fine-tuning from config (config.classes / init / freeze): the digits 0-4 -> 5-9 demo, errors."""
 
 import json
+import os
 import shutil
 
 import jax
@@ -114,7 +115,9 @@ def test_digits_pretrain_then_finetune(digits_dir, tmp_path, capsys):
     assert info.dataset.class_names == ("5", "6", "7", "8", "9")
     with open(fine / "metrics.json") as f:
         assert json.load(f)["test_examples"] == 149
-    # The finished run resumes from its own checkpoint: the pretrained source is not needed.
+    # A run killed before its final evaluation resumes from its own checkpoint: the
+    # pretrained source is not needed.
     shutil.rmtree(pre)
+    os.remove(fine / "metrics.json")
     state = training.train_and_evaluate(config, fine)
     assert int(state.step) == 6

@@ -9,7 +9,13 @@
   `initialize_distributed`.
 - `jaxconv.training.checkpoint`: `Checkpointer` (Orbax; state + data iterator, fallback to
   an older step), `CheckpointError`.
-- `jaxconv.training.preemption`: SIGTERM -> final checkpoint -> `Preempted`.
+- `jaxconv.training.preemption`: SIGTERM / Ctrl-C -> final checkpoint -> `Preempted`.
+- `jaxconv.training.workdir`: `WorkdirLock` (one trainer per workdir), `WorkdirError`,
+  `WorkdirBusyError`, `DiskFullError`.
+- `jaxconv.training.config_keys`: which config keys change what is trained, which are
+  bookkeeping; `jaxconv.training.resume`: the config compared on resume,
+  `ConfigMismatchError`, `RunComplete`.
+- `jaxconv.training.config_file`: what is wrong with a ``--config`` file, in one line.
 - `jaxconv.training.finetune`: config.init / config.freeze -> `jaxconv.transfer`.
 - `jaxconv.training.logs`: `MetricLogger` (TensorBoard, metrics.json, progress bar).
 - `jaxconv.training.job`: `setup(config)` -> `Job` (model, optimizer, steps, iterators),
@@ -37,16 +43,21 @@ from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
 from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
-from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE, Preempted
 from jaxconv.training.profiling import ProfileHook
+from jaxconv.training.resume import ConfigMismatchError, RunComplete
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, split_model
 from jaxconv.training.steps import eval_step, train_step
+from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError, WorkdirLock
 
 __all__ = [
+    "INTERRUPTED_EXIT_CODE",
     "PREEMPTED_EXIT_CODE",
     "CheckpointError",
     "Checkpointer",
     "ConfigError",
+    "ConfigMismatchError",
+    "DiskFullError",
     "HookList",
     "Hooks",
     "JitParallel",
@@ -56,7 +67,11 @@ __all__ = [
     "PmapParallel",
     "Preempted",
     "ProfileHook",
+    "RunComplete",
     "TrainState",
+    "WorkdirBusyError",
+    "WorkdirError",
+    "WorkdirLock",
     "build_job",
     "build_step_fns",
     "create_train_state",

@@ -3,9 +3,11 @@
 `parse_flags` is ``app.run``'s flag parser: an unknown ``--config.<key>`` override or a value
 of the wrong type ends the program with one line naming the key, the value and what is
 valid (ml_collections would otherwise print an AttributeError traceback or absl a two-line
-usage error). `clean_errors` does the same for errors found after parsing (`ConfigError`, a
-dataset that is not prepared, a non-finite loss, an unusable checkpoint) and reports a
-preemption (SIGTERM: checkpoint written, exit status 143). The helpers every command line
+usage error); so does a ``--config`` file that cannot be loaded (`config_file.problem`).
+`clean_errors` does the same for errors found after parsing (`ConfigError`, an unusable or
+busy workdir, a full disk, a dataset that is not prepared, a non-finite loss, an unusable
+checkpoint), reports a run that is already complete (exit status 0) and a stop (SIGTERM or
+Ctrl-C: checkpoint written, exit status 143 or 130). The helpers every command line
 shares (`fail`, `quiet_logging`) are in `jaxconv.cli_errors`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,11 +24,14 @@ from typing import Any
 from absl import flags
 
 from jaxconv.cli_errors import fail
+from jaxconv.training import config_file
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.parallel import DistributedArgumentError
-from jaxconv.training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, Preempted
+from jaxconv.training.resume import RunComplete
+from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError
 
 CONFIG_FLAG = "config"
 REQUIRED_FLAGS = [CONFIG_FLAG, "workdir"]  # train.py marks these required.
@@ -126,6 +132,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     required flag (`REQUIRED_FLAGS`) gets `USAGE` (the flags and an example) before the
     ``error:`` line, exit status 2; ``--help`` (or ``-h``) prints the help, exit status 0.
     """
+    helping = any(a in HELP_FLAGS or a == "-h" for a in argv[1:])
+    problem = None if helping else config_file.problem(argv)  # absl: tracebacks.
+    if problem is not None:
+        fail(problem)
     argv = ["--help" if a == "-h" else a for a in argv]
     try:
         return flags.FLAGS(argv)
@@ -149,16 +159,32 @@ def parse_flags(argv: list[str]) -> list[str]:
 def clean_errors() -> Iterator[None]:
     """Turns the errors a user can fix into an ``error: ...`` message, no traceback.
 
-    Exit status 2 for a bad config; 1 for a dataset that is not prepared, a non-finite loss
-    or an unusable checkpoint; `PREEMPTED_EXIT_CODE` (143) after SIGTERM, once the checkpoint
-    of the step reached is written (``stopped: ...`` on stderr).
+    Exit status 0 for a run that is already complete (``RunComplete``: its line on stdout,
+    nothing written); 2 for a bad config (or one that does not match the workdir's run) or an
+    unusable workdir; 1 for a dataset that is not prepared, a non-finite loss, an unusable
+    checkpoint, a workdir in use by another trainer or a full disk; 143 after SIGTERM and 130
+    after SIGINT (Ctrl-C), once the checkpoint of the step reached is written (``stopped:
+    ...`` on stderr); 130 for a Ctrl-C outside the training steps.
     """
     try:
         yield
+    except RunComplete as err:
+        print(err, flush=True)
+        sys.exit(0)
     except (ConfigError, DistributedArgumentError) as err:
         fail(str(err))
-    except (FileNotFoundError, NonFiniteLossError, CheckpointError) as err:
+    except DiskFullError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        # At once: TensorBoard's writer would retry its failed flush at exit, with tracebacks.
+        os._exit(1)
+    except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, CheckpointError) as err:
         fail(str(err), code=1)
+    except WorkdirError as err:
+        fail(str(err))
     except Preempted as err:
         print(f"stopped: {err}", file=sys.stderr, flush=True)
-        sys.exit(PREEMPTED_EXIT_CODE)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("stopped: SIGINT (Ctrl-C) outside the training steps; the checkpoints written "
+              "are kept: run the same command to resume", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT_CODE)

@@ -1,8 +1,11 @@
 """`train_and_evaluate(config, workdir)`: the whole training job, as ``train.py`` runs it.
 
 1. Check the config once (`validate_config`, before anything is written to the workdir),
-   then build the job (`jaxconv.training.job.build_job`: dataset, model, optimizer, steps,
-   iterators; each process reads only its shard).
+   take the workdir's lock (`jaxconv.training.workdir`: one trainer per workdir) and compare
+   the config with the run the workdir holds (`jaxconv.training.resume`: the same run, a
+   longer one, or a finished one, which is left as it is), then build the job
+   (`jaxconv.training.job.build_job`: dataset, model, optimizer, steps, iterators; each
+   process reads only its shard).
 2. Resume from the newest checkpoint in ``workdir/checkpoints`` if there is one (params,
    optimizer state, step, RNG and iterator position: the run continues exactly); an
    unreadable newest step falls back to an older one with a warning, a workdir of another
@@ -10,8 +13,8 @@
 3. Train: the host loop only feeds batches and queues jitted steps; every
    ``log_every_steps`` (and before every checkpoint and eval) it fetches the queued metrics
    in one transfer, checks the loss is finite and logs. A non-finite loss stops the run with
-   `NonFiniteLossError` naming the step; the bad state is never saved. SIGTERM saves the
-   current step and raises `Preempted` (`jaxconv.training.preemption`). The caller's
+   `NonFiniteLossError` naming the step; the bad state is never saved. SIGTERM or SIGINT
+   saves the current step and raises `Preempted` (`jaxconv.training.preemption`). The caller's
    `Hooks` are called at the start, after each step, after each save and at the end.
 4. Evaluate on the whole test split (every example once) every ``eval_every_steps`` and at
    the end, checkpoint every ``checkpoint_every_steps`` and at the end, write
@@ -32,7 +35,8 @@ import jax
 
 from jaxconv import data, runs
 from jaxconv.training import config as config_lib
-from jaxconv.training import preemption, profiling
+from jaxconv.training import preemption, profiling, resume
+from jaxconv.training import workdir as workdir_lib
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, evaluate
@@ -92,10 +96,10 @@ def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
 
     Raises:
       NonFiniteLossError: the loss or parameter norm became NaN or infinite.
-      Preempted: SIGTERM arrived (`preemption`); the checkpoint of the step reached was
-        written (and waited for) first.
+      Preempted: SIGTERM or SIGINT arrived (`preemption`); the checkpoint of the step
+        reached was written (and waited for) first.
     """
-    with preemption.SigtermNotice() as notice:
+    with preemption.StopNotice() as notice:
         try:
             return _run_steps(job, dev_state, ckpt, logger, notice, hooks)
         finally:
@@ -103,7 +107,7 @@ def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
 
 
 def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
-               notice: preemption.SigtermNotice, hooks: Hooks) -> tuple:
+               notice: preemption.StopNotice, hooks: Hooks) -> tuple:
     c = job.config
     step = _current_step(job, dev_state)
     tracker = StepMetrics(job.par.to_host, job.config.batch_size, logger)
@@ -138,8 +142,9 @@ def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogge
             hooks.on_save(step)
         if stop:
             ckpt.wait()
-            raise preemption.Preempted(f"SIGTERM received: saved the checkpoint of step {step} "
-                                       f"in {ckpt.directory}; run the same command to resume")
+            raise preemption.Preempted(
+                f"{notice.describe()} received: saved the checkpoint of step {step} in "
+                f"{ckpt.directory}; run the same command to resume", notice.exit_code)
         if do_eval and not last:
             t_eval = time.perf_counter()
             logger.log_eval(step, evaluate(job, dev_state))
@@ -194,9 +199,6 @@ def _start_logger(workdir: str, job: Job, start: int) -> MetricLogger:
     return logger
 
 
-def _plain(config) -> dict[str, Any]:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
 
 def train_and_evaluate(
     config, workdir: str | os.PathLike, *, devices: list | None = None,
@@ -216,16 +218,36 @@ def train_and_evaluate(
       The final `TrainState` (canonical layout: replicated arrays).
 
     Raises:
-      ConfigError: a bad config value.
+      ConfigError: a bad config value; `ConfigMismatchError` (a subclass): the workdir's run
+        was trained with other values of keys that change what is trained, or is already
+        longer than this config's length (`jaxconv.training.resume`).
+      RunComplete: the workdir holds this run, finished: nothing was run or written.
+      WorkdirError: the workdir cannot be used (under a file, read-only, no permission, a
+        malformed ``run.json``); `WorkdirBusyError`: another trainer holds its lock;
+        `DiskFullError`: no space left (the message lists the intact checkpoint steps).
       FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
       NonFiniteLossError: the training loss became NaN or infinite.
       CheckpointError: the workdir holds another model's run or no readable checkpoint.
-      Preempted: SIGTERM arrived; a checkpoint of the current step was written first.
+      Preempted: SIGTERM or SIGINT arrived; a checkpoint of the current step was written
+        first.
     """
     t_start = time.perf_counter()
     workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
     config_lib.validate_config(config)  # Once, before anything is written to the workdir.
-    os.makedirs(workdir, exist_ok=True)
+    with workdir_lib.exclusive(workdir):  # One trainer per workdir, before anything else.
+        plan = resume.check_workdir(config, workdir)
+        try:
+            return _train_and_evaluate(config, workdir, plan, t_start, devices=devices,
+                                       wrap_steps=wrap_steps, hooks=hooks)
+        except Exception as err:
+            if workdir_lib.disk_full(err):
+                raise workdir_lib.disk_full_error(workdir) from err
+            raise
+
+
+def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: float, *,
+                        devices, wrap_steps, hooks) -> TrainState:
+    """`train_and_evaluate` on a locked, checked workdir (`resume.check_workdir`)."""
     ckpt = Checkpointer(os.path.join(workdir, runs.CHECKPOINTS_DIR),
                         max_to_keep=config.keep_checkpoints)
     logger = None
@@ -234,11 +256,11 @@ def train_and_evaluate(
         job = build_job(config, wrap=wrap_steps, devices=devices, pretrained=not resuming)
         if resuming:
             _check_same_run(workdir, job)
-        if jax.process_index() == 0:
-            runs.write_run_info(workdir, model=config.model, model_kwargs=job.model_kwargs,
-                                dataset=job.info, config=_plain(config))
         dev_state = _restore(job, ckpt, job.par.put_state(job.state))
-        logger = _start_logger(workdir, job, _current_step(job, dev_state))
+        start = _current_step(job, dev_state)
+        resume.record_start(workdir, plan, config, model_kwargs=job.model_kwargs,
+                            dataset=job.info, start_step=start)
+        logger = _start_logger(workdir, job, start)
         all_hooks = HookList([profiling.profile_hook(config, workdir), hooks])
         dev_state, tracker, timing = _train(job, dev_state, ckpt, logger, all_hooks)
         final = evaluate(job, dev_state)

@@ -20,6 +20,7 @@ import pytest
 from configs import default as default_lib
 from jaxconv import data, training
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
+from jaxconv.training.resume import ConfigMismatchError, RunComplete
 
 STATE = {"params": {"w": np.arange(1000, dtype=np.float32), "b": np.ones(3, np.float32)},
          "step": np.asarray(0, np.int32)}
@@ -141,12 +142,12 @@ def test_checkpoint_of_another_model_raises(two_steps, iterator, other, problem)
         ckpt.close()
 
 
-def _config(data_dir, **model_kwargs):
+def _config(data_dir, steps=2, **model_kwargs):
     c = default_lib.get_config()
     c.data_dir = data_dir
     c.progress_bar = c.write_plots = False
     c.batch_size, c.eval_batch_size = 20, 300
-    c.num_train_steps = 2
+    c.num_train_steps = steps
     c.checkpoint_every_steps = 1
     c.distortion.rotation_degrees = c.distortion.translate = 0.0  # Faster compile.
     c.distortion.scale = (1.0, 1.0)
@@ -165,11 +166,14 @@ def test_workdir_faults_through_train_and_evaluate(digits_dir, tmp_path, caplog)
     checkpoints = workdir / "checkpoints"
 
     # Another model in the same workdir: run.json says so before anything is overwritten.
-    with pytest.raises(CheckpointError, match=rf"{workdir} holds a run with model_kwargs .*"
-                                              r"'features': \[16, 32\].*use a new --workdir"):
+    with pytest.raises(ConfigMismatchError, match=rf"{workdir} holds a run trained with another "
+                                                  r"config: model_kwargs.features \(16, 32\) → "
+                                                  r"\(8, 32\).*use a new --workdir"):
         _train(_config(digits_dir, features=(8, 32)), workdir)
 
-    # The newest step truncated: resumes from step 1 with a warning, ends where it did.
+    # The newest step truncated (and the run killed before its final evaluation): resumes
+    # from step 1 with a warning, ends where it did.
+    os.remove(workdir / "metrics.json")
     for path in glob.glob(f"{checkpoints}/2/state/ocdbt*/d/*"):
         _truncate(path)
     with caplog.at_level(logging.WARNING):
@@ -178,8 +182,11 @@ def test_workdir_faults_through_train_and_evaluate(digits_dir, tmp_path, caplog)
     np.testing.assert_array_equal(np.asarray(again.params["output"]["kernel"]),
                                   np.asarray(done.params["output"]["kernel"]))
 
-    # Checkpoints gone but metrics.json there: refuse to start over on top of it.
+    # Checkpoints gone but metrics.json there: refuse to start over on top of it (the same
+    # length is complete as it is; a longer one has nothing to continue from).
     shutil.rmtree(checkpoints)
+    with pytest.raises(RunComplete):
+        _train(_config(digits_dir), workdir)
     with pytest.raises(CheckpointError, match=rf"{checkpoints} has no complete checkpoint, "
                                               r"but .*metrics.json shows a run finished"):
-        _train(_config(digits_dir), workdir)
+        _train(_config(digits_dir, steps=4), workdir)

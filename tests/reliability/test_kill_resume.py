@@ -1,12 +1,13 @@
-"""kill -9 anywhere, and SIGTERM: ``train.py`` restarted with the same command ends bit-exact.
+"""kill -9 anywhere, SIGTERM and Ctrl-C: ``train.py`` restarted with the same command ends
+bit-exact.
 
-One workdir is interrupted six times (five SIGKILLs, one SIGTERM) at points chosen through
-the loop's hooks (``fault_driver.py``: ``train.py`` with a `jaxconv.training.Hooks` that
-signals its own process there, ``--fault_at=save@10``) or from outside (the test polls for
-Orbax's temporary directory and kills mid-write), each time restarted with the same flags,
-and must end with parameters bit-identical to an uninterrupted run. 40 steps, a checkpoint
-every 5, dropout and the random distortions on. The subprocesses share a persistent
-compilation cache so that each restart takes seconds.
+One workdir is interrupted seven times (five SIGKILLs, a SIGTERM, a SIGINT) at points chosen
+through the loop's hooks (``fault_driver.py``: ``train.py`` with a `jaxconv.training.Hooks`
+that signals its own process there, ``--fault_at=save@10``) or from outside (the test polls
+for Orbax's temporary directory and kills mid-write), each time restarted with the same
+flags, and must end with parameters bit-identical to an uninterrupted run. 40 steps, a
+checkpoint every 5, dropout and the random distortions on. The subprocesses share a
+persistent compilation cache so that each restart takes seconds.
 """
 
 import os
@@ -21,7 +22,7 @@ import pytest
 
 from jaxconv import data
 from jaxconv.runs import restore_params
-from jaxconv.training.preemption import PREEMPTED_EXIT_CODE
+from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVER = os.path.join("tests", "reliability", "fault_driver.py")
@@ -104,10 +105,16 @@ def test_killed_anywhere_and_preempted_resumes_bit_exact(tmp_path):
     assert rc == PREEMPTED_EXIT_CODE, out[-3000:]
     assert "stopped: SIGTERM received: saved the checkpoint of step 23" in out
     assert _committed(checkpoints)[-1] == 23
+    # 4b. Ctrl-C (SIGINT) at step 27: handled like SIGTERM, exit 130.
+    rc, out = faulted("step@27:INT")
+    assert rc == INTERRUPTED_EXIT_CODE, out[-3000:]
+    assert "stopped: SIGINT (Ctrl-C) received: saved the checkpoint of step 27" in out
+    assert "Traceback" not in out
+    assert _committed(checkpoints)[-1] == 27
     # 5. From outside, while Orbax writes step 30 (the unfinished write was cleaned up).
     rc, out = _kill_when_writing(command, env, checkpoints, 30)
     assert rc == -signal.SIGKILL, out[-3000:]
-    assert "steps 23..40" in out
+    assert "steps 27..40" in out
     # 6. After the last step, while the last checkpoint is written, before the evaluation.
     rc, out = faulted("end@40")
     assert rc == -signal.SIGKILL, out[-3000:]

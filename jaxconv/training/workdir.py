@@ -1,0 +1,204 @@
+"""The training workdir as a resource: usable, held by one trainer, not silently full.
+
+- `open_workdir` creates the workdir and checks that it can be written, turning the ways it
+  cannot (a path under a regular file, a read-only filesystem, no permission) into one
+  `WorkdirError` naming the path and the reason.
+- `WorkdirLock` makes a run exclusive: an ``fcntl.flock`` on ``workdir/train.lock`` (one file
+  per process of a multi-process run: ``train.lock`` for process 0, ``train.lock.<i>`` for
+  process ``i``), held from before the trainer touches anything until it returns. A second
+  trainer fails at once with `WorkdirBusyError`, naming the holder (pid, host, start time,
+  the line the holder wrote into the file). The kernel releases the lock when its process
+  exits, however it exits (``kill -9`` included), so a lock is never stale. It is advisory
+  and needs a filesystem with ``flock``: on some network filesystems (older NFS, some FUSE
+  mounts) the call fails or locks only on one machine, and the run cannot be protected.
+- `exclusive` does both, in every process of a run.
+- `disk_full` recognises a full disk in an exception chain (Orbax and TensorBoard wrap the
+  ``OSError``); the trainer then raises `DiskFullError` listing the intact checkpoint steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+
+import jax
+
+from jaxconv import runs
+from jaxconv.training.preemption import any_process
+
+LOCK_FILE = "train.lock"
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used (not a directory, read-only, no permission, a malformed
+    record); the one-line message names the path and the reason."""
+
+
+class WorkdirBusyError(WorkdirError):
+    """Another trainer holds the workdir's lock; the message names it."""
+
+
+class DiskFullError(WorkdirError):
+    """No space left while writing the run; the message lists the intact checkpoint steps."""
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _blocking_file(workdir: str) -> str | None:
+    """The first existing ancestor of `workdir` that is not a directory, if any."""
+    path = workdir
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path if path and not os.path.isdir(path) else None
+
+
+def open_workdir(workdir: str) -> str:
+    """Creates `workdir` (and its parents) if needed; returns it.
+
+    Raises:
+      WorkdirError: a path component is a regular file, or the directory cannot be created
+        (read-only filesystem, no permission, ...): names the path and the reason.
+    """
+    blocking = _blocking_file(workdir)
+    if blocking is not None:
+        raise WorkdirError(f"cannot use --workdir {workdir}: {blocking} is a file, not a "
+                           f"directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as err:
+        raise WorkdirError(f"cannot create --workdir {workdir}: {_reason(err)}") from err
+    return workdir
+
+
+def lock_path(workdir: str, process_index: int) -> str:
+    """The lock file of process `process_index` (module docstring)."""
+    name = LOCK_FILE if process_index == 0 else f"{LOCK_FILE}.{process_index}"
+    return os.path.join(workdir, name)
+
+
+class WorkdirLock:
+    """An exclusive, non-blocking ``flock`` on a workdir's lock file (module docstring).
+
+    Use as a context manager (or `acquire` / `release`). The file is kept after release;
+    its line says who held it last.
+
+    Args:
+      workdir: an existing directory (`open_workdir`).
+      process_index: this process's index in a multi-process run (0 alone).
+    """
+
+    def __init__(self, workdir: str, process_index: int = 0):
+        self.workdir = workdir
+        self.path = lock_path(workdir, process_index)
+        self._fd: int | None = None
+
+    def acquire(self) -> WorkdirLock:
+        """Takes the lock, then writes this process's line into the file.
+
+        Raises:
+          WorkdirBusyError: another process holds it (the message quotes its line).
+          WorkdirError: the file cannot be created or locked (read-only, permission, a
+            filesystem without flock).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise WorkdirError(f"cannot write to --workdir {self.workdir}: {self.path}: "
+                               f"{_reason(err)}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise WorkdirBusyError(
+                    f"{self.workdir} is in use by another trainer ({holder}; lock "
+                    f"{self.path}): wait for it to finish or stop it, or use another "
+                    f"--workdir") from None
+            raise WorkdirError(f"cannot lock {self.path} ({_reason(err)}): this filesystem "
+                               f"may not support flock; use a local --workdir") from err
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        line = f"pid {os.getpid()} on host {socket.gethostname()}, started {started}\n"
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, line.encode(), 0)
+        except OSError as err:
+            os.close(fd)
+            raise WorkdirError(f"cannot write to --workdir {self.workdir}: {self.path}: "
+                               f"{_reason(err)}") from err
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Releases the lock (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WorkdirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str) -> Iterator[WorkdirLock]:
+    """Creates `workdir` (`open_workdir`) and holds this process's `WorkdirLock` inside.
+
+    Every process of a run must enter it together: they agree (one tiny all-gather) on
+    whether all of them got their lock, so that none starts alone.
+
+    Raises:
+      WorkdirError: the workdir cannot be used (`open_workdir`, `WorkdirLock.acquire`).
+      WorkdirBusyError: another trainer holds a lock (in any process of this run).
+    """
+    lock, error = WorkdirLock(workdir, jax.process_index()), None
+    try:
+        open_workdir(workdir)
+        lock.acquire()
+    except WorkdirError as err:
+        error = err
+    if any_process(error is not None):
+        lock.release()
+        raise error or WorkdirBusyError(f"{workdir}: another process of this run could not "
+                                        f"take its lock; nothing was started")
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def disk_full_error(workdir: str) -> DiskFullError:
+    """The `DiskFullError` of `workdir` (`disk_full`): the intact checkpoint steps, what to do."""
+    checkpoints = os.path.join(workdir, runs.CHECKPOINTS_DIR)
+    steps = runs.complete_steps(checkpoints)
+    intact = (f"intact checkpoint steps: {', '.join(map(str, steps))} in {checkpoints}; free "
+              f"space and run the same command to resume from step {steps[-1]}" if steps else
+              "no complete checkpoint yet; free space and run the same command")
+    return DiskFullError(f"no space left on the device of {workdir} while writing the run; "
+                         f"{intact}")
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """Whether `err` or an exception in its chain is "no space left on device" (ENOSPC or
+    EDQUOT, or a wrapped error whose message says so)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
