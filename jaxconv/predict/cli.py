@@ -37,12 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters (a newline, an escape sequence,
+    an undecodable byte of a file name) escaped as in a Python string literal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def format_table(results: Sequence[FilePrediction]) -> str:
-    """One aligned row per file: ``file  label (percent) ...``, or ``file  error: why``."""
+    """One aligned row per file: ``file  label (percent) ...``, or ``file  error: why``.
+
+    File names and errors are `printable`: one line per file whatever the names hold (the
+    JSON output keeps the real names).
+    """
     k = max((len(r.top_k) for r in results), default=0)
     header = ["file"] + [f"top-{i + 1}" for i in range(k)]
     # 4 significant digits: a confident model's runners-up show as 0.0001887%, not 0.0%.
-    rows = [[r.file] + [f"{label} ({100 * p:.4g}%)" for label, p in r.top_k] for r in results]
+    rows = [[printable(r.file)] + [f"{label} ({100 * p:.4g}%)" for label, p in r.top_k]
+            for r in results]
     widths = [max(len(row[i]) for row in [header] + rows if i < len(row))
               for i in range(k + 1)]
 
@@ -54,7 +65,8 @@ def format_table(results: Sequence[FilePrediction]) -> str:
         if r.error is None:
             lines.append(line(row))
         else:  # The error runs to the end of the line, without repeating the file name.
-            lines.append(f"{r.file:<{widths[0]}}  error: {r.error.removeprefix(r.file + ': ')}")
+            why = printable(r.error.removeprefix(r.file + ": "))
+            lines.append(f"{row[0]:<{widths[0]}}  error: {why}")
     return "\n".join(lines)
 
 

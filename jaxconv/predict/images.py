@@ -1,11 +1,20 @@
-"""Reading image files for prediction, with one clear error per bad file."""
+"""Reading image files for prediction, with one clear error per bad file.
+
+Only regular files are opened: a FIFO, a device, a socket or a directory is refused from its
+``stat`` (opening a FIFO would wait forever for a writer). An image's size is checked from its
+header, before its pixels are decoded: against `MAX_PIXELS`, and against the size the model
+takes when the caller gives one (a 7000x7000 PNG for an 8x8 model is refused without
+decoding its 49 M pixels).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -30,7 +39,39 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path, mode: int) -> ImageError:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return ImageError(f"{path}: unreadable image (not a regular file: {kind})")
+
+
+def _open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Opens `path` for reading if it is a regular file; anything else is refused from its
+    ``stat``, without opening it (a FIFO swapped in between does not block: O_NONBLOCK).
+
+    Raises:
+      ImageError: missing, not a regular file, or not readable.
+    """
+    try:
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
+            raise _not_regular(path, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:  # no permission, a path through a file, ...
+        raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
+    if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
+
+
+def read_image(path: str | os.PathLike, channels: int,
+               size: tuple[int, int] | None = None) -> np.ndarray:
     """Reads a PNG/JPEG/... file as uint8 `(H, W, channels)`.
 
     Gray images are expanded to 3 channels and colour images converted to gray (ITU-R 601-2
@@ -41,30 +82,38 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     Args:
       path: the file.
       channels: 1 (gray) or 3 (RGB).
+      size: ``(height, width)`` the image must have, checked from the header before
+        decoding; None: any size up to `MAX_PIXELS`.
 
     Raises:
-      ImageError: missing, unreadable, truncated, not an image, too large, or an unsupported
-        mode — the message names the path.
+      ImageError: missing, not a regular file, unreadable, truncated, not an image, too
+        large, not `size`, or an unsupported mode — the message names the path.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    with _open_regular(path) as f:
+        return _decode(f, path, channels, size)
+
+
+def _decode(f: BinaryIO, path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """`read_image` on the opened file `f`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(f)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: larger than the {MAX_PIXELS:,}-pixel limit ({e})") from None
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
-    except _DECODE_ERRORS as e:  # a directory, no permission, a corrupt header
+    except _DECODE_ERRORS as e:  # a corrupt header
         raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
     try:
         with img:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"{path}: {img.width}x{img.height} pixels is larger than the "
                                  f"{MAX_PIXELS:,}-pixel limit")
+            if size is not None and (img.height, img.width) != tuple(size):
+                raise ImageError(_size_message(path, img.width, img.height, size))
             if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 raise ImageError(f"{path}: {img.mode} images (16-bit/float) are not supported; "
                                  "save it as 8-bit gray or RGB")
@@ -83,11 +132,13 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     return array[..., None] if channels == 1 else array
 
 
+def _size_message(path, width: int, height: int, expected_hw) -> str:
+    return (f"{path}: image is {width}x{height} (WxH), the model expects "
+            f"{expected_hw[1]}x{expected_hw[0]} like its dataset's images")
+
+
 def check_size(image: np.ndarray, path, expected_hw: tuple[int, int]) -> np.ndarray:
     """Returns `image` if it is `expected_hw`, else raises `ImageError` naming both sizes."""
     if tuple(image.shape[:2]) != tuple(expected_hw):
-        raise ImageError(
-            f"{path}: image is {image.shape[1]}x{image.shape[0]} (WxH), the model expects "
-            f"{expected_hw[1]}x{expected_hw[0]} like its dataset's images"
-        )
+        raise ImageError(_size_message(path, image.shape[1], image.shape[0], expected_hw))
     return image

@@ -164,7 +164,9 @@ class Predictor:
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Reads one file as the uint8 image the model takes (raises `ImageError`)."""
-        image = read_image(path, self.image_shape[-1])
+        # A model without a resize takes one size: checked from the header, before decoding.
+        size = self.image_shape[:2] if self.resize is None else None
+        image = read_image(path, self.image_shape[-1], size)
         if self.resize is not None:
             image = self.resize(image)
         return check_size(image, path, self.image_shape[:2])
