@@ -70,7 +70,8 @@ def test_core_imports_and_summary_touch_no_extra_package():
     assert "TRIED []" in out and "LOADED []" in out
 
 
-@pytest.mark.parametrize("package", ["training", "data", "predict", "plots", "pretrained"])
+@pytest.mark.parametrize(
+    "package", ["training", "data", "predict", "plots", "pretrained", "transfer"])
 def test_trainer_package_without_extra_fails_with_one_line(package):
     proc = _child(f"""
         try:
