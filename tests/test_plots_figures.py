@@ -1,5 +1,6 @@
 """The curves and feature-map figures as matplotlib objects: legend, styles, markers, titles."""
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -78,6 +79,22 @@ def test_a_single_evaluation_is_still_a_visible_point():
         plt.close(fig)
 
 
+def test_mosaic_places_each_channel_pixel_exactly():
+    """A 3x3 map is scaled by 21 (nearest) into its 64-pixel box, under a 14-pixel label band."""
+    fmap = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
+    fig = plots.feature_maps_figure({"x": fmap})
+    try:
+        mosaic = fig.axes[0].get_images()[0].get_array()
+        viridis = matplotlib.colormaps["viridis"]
+        np.testing.assert_allclose(mosaic[14, 0], viridis(0.0)[:3], rtol=1e-6)
+        np.testing.assert_allclose(mosaic[14 + 20, 20], viridis(0.0)[:3], rtol=1e-6)
+        np.testing.assert_allclose(mosaic[14 + 21, 0], viridis(3 / 8)[:3], rtol=1e-6)
+        np.testing.assert_allclose(mosaic[14 + 62, 62], viridis(1.0)[:3], rtol=1e-6)
+        np.testing.assert_allclose(mosaic[14 + 63, 63], 1.0)  # The box's white margin.
+    finally:
+        plt.close(fig)
+
+
 def test_curves_without_loss_or_accuracy_fail():
     with pytest.raises(ValueError, match="no loss or accuracy"):
         plots.curves_figure([{"step": 1, "train_grad_norm": 1.0}])
@@ -88,8 +105,10 @@ def test_feature_maps_have_a_title():
     fig = plots.feature_maps_figure(maps, max_channels=4)
     try:
         assert fig.get_suptitle() == "feature maps of one image, first 4 channels of each layer"
-        row_titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
-        assert row_titles == ["input", "stage1.conv"]
+        (ax,) = fig.axes  # One mosaic image, not one Axes per channel.
+        assert [t.get_text() for t in ax.texts] == ["input", "stage1.conv"]
+        (image,) = ax.get_images()
+        assert image.get_array().shape[:2] == (2 * (14 + 64 + 6), 4 * (64 + 6) - 6)
     finally:
         plt.close(fig)
     fig = plots.feature_maps_figure(maps, title="digit 3 through StageNet")

@@ -42,19 +42,79 @@ def _unit_range(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def _image_axes(images: Sequence[np.ndarray], titles: Sequence[str], path, suptitle: str):
-    rows, cols = _grid(len(images))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles):
-        img = np.asarray(img, np.float32)
-        if img.ndim == 3 and img.shape[-1] == 1:
-            img = img[..., 0]
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(title, fontsize=7)
-    fig.suptitle(suptitle, fontsize=9)
-    return _save(fig, path)
+CELL_PX = 64  # Image grids: each image is scaled (nearest) into a box this wide, at least.
+_GAP_PX, _LABEL_PX, _TITLE_PX = 6, 14, 26
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in [0, 1] as ``(H, W, 3)`` float32."""
+    img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+    if img.ndim == 3 and img.shape[-1] == 3:
+        return img
+    return np.repeat(img.reshape(img.shape[:2] + (1,)), 3, axis=-1)
+
+
+def _resize_nearest(img: np.ndarray, box: int) -> np.ndarray:
+    """`img` scaled to fit `box` pixels: by a whole factor when it is smaller (crisp pixels),
+    by nearest-neighbour sampling when it is larger."""
+    side = max(img.shape[:2])
+    scale = box // side if side <= box else box / side
+    rows, cols = (np.minimum((np.arange(max(1, round(n * scale))) / scale).astype(int), n - 1)
+                  for n in img.shape[:2])
+    return img[rows[:, None], cols[None, :]]
+
+
+def _mosaic_figure(rows: Sequence[Sequence[np.ndarray | None]], title: str, *,
+                   cell_labels: Mapping[tuple[int, int], str] | None = None,
+                   row_labels: Sequence[str] | None = None) -> Figure:
+    """A grid of images drawn as one mosaic in one Axes (dozens of Axes, one per image, took
+    seconds to build and draw).
+
+    Args:
+      rows: rows of ``(H, W, 3)`` images in [0, 1] (`_rgb`); None leaves a cell empty.
+      title: the figure's title.
+      cell_labels: ``{(row, column): text}`` written above those cells.
+      row_labels: one text per row, written above its first cell (left-aligned).
+    """
+    cell_labels, row_labels = cell_labels or {}, row_labels or [""] * len(rows)
+    native = max(max(img.shape[:2]) for row in rows for img in row if img is not None)
+    box = min(max(native, CELL_PX), 2 * CELL_PX)
+    cols = max(len(row) for row in rows)
+    bands = [_LABEL_PX if row_labels[r] or any(k[0] == r for k in cell_labels) else 0
+             for r in range(len(rows))]
+    height = sum(bands) + len(rows) * (box + _GAP_PX)
+    canvas = np.ones((height, cols * (box + _GAP_PX) - _GAP_PX, 3), np.float32)
+    texts, y = [], 0
+    for r, row in enumerate(rows):
+        y += bands[r]
+        if row_labels[r]:
+            texts.append((0, y - 2, row_labels[r], "left"))
+        for c, img in enumerate(row):
+            x = c * (box + _GAP_PX)
+            if (r, c) in cell_labels:
+                texts.append((x + box / 2, y - 2, cell_labels[r, c], "center"))
+            if img is not None:
+                img = _resize_nearest(img, box)
+                dy, dx = (box - img.shape[0]) // 2, (box - img.shape[1]) // 2
+                canvas[y + dy:y + dy + img.shape[0], x + dx:x + dx + img.shape[1]] = img
+        y += box + _GAP_PX
+    total = height + _TITLE_PX
+    fig = plt.figure(figsize=(max(canvas.shape[1], 200) / 100, total / 100))
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / total))
+    ax.imshow(canvas, interpolation="nearest", aspect="equal")
+    ax.set_axis_off()
+    for x, y_text, text, align in texts:
+        ax.text(x, y_text, text, fontsize=7, ha=align, va="bottom")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str) -> Figure:
+    """`images` in a near-square grid, each with its title above it."""
+    _, cols = _grid(len(images))
+    rows = [[_rgb(img) for img in images[i:i + cols]] for i in range(0, len(images), cols)]
+    labels = {(i // cols, i % cols): t for i, t in enumerate(titles)}
+    return _mosaic_figure(rows, title, cell_labels=labels)
 
 
 def plot_filters(kernel, path, *, title: str = "first-layer filters") -> str:
@@ -69,8 +129,8 @@ def plot_filters(kernel, path, *, title: str = "first-layer filters") -> str:
     if k.ndim != 4:
         raise ValueError(f"kernel must be (kh, kw, in, out), got shape {k.shape}")
     filters = [k[..., o] if k.shape[2] == 3 else k[..., o].mean(-1) for o in range(k.shape[3])]
-    return _image_axes([_unit_range(f) for f in filters], [str(i) for i in range(len(filters))],
-                       path, title)
+    return _save(_image_grid([_unit_range(f) for f in filters],
+                             [str(i) for i in range(len(filters))], title), path)
 
 
 def _series(history: Sequence[Mapping[str, float]]) -> list[tuple[str, str, list, list]]:
@@ -198,19 +258,12 @@ def plot_distortions(originals, distorted, path) -> str:
       distorted: `(K, N, H, W, C)`: K distorted versions of each image.
     """
     originals, distorted = np.asarray(originals), np.asarray(distorted)
-    n, k = originals.shape[0], distorted.shape[0]
-    fig, axes = plt.subplots(n, k + 1, figsize=(1.1 * (k + 1), 1.1 * n + 0.4), squeeze=False)
-    for i in range(n):
-        for j, img in enumerate([originals[i]] + [distorted[t, i] for t in range(k)]):
-            ax = axes[i, j]
-            img = _unit_range(np.asarray(img, np.float32))
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray",
-                      interpolation="nearest")
-            ax.axis("off")
-            if i == 0:
-                ax.set_title("original" if j == 0 else f"#{j}", fontsize=7)
-    fig.suptitle("input distortions", fontsize=9)
-    return _save(fig, path)
+    k = distorted.shape[0]
+    rows = [[_rgb(_unit_range(np.asarray(img, np.float32)))
+             for img in [original] + [distorted[t, i] for t in range(k)]]
+            for i, original in enumerate(originals)]
+    labels = {(0, j): "original" if j == 0 else f"#{j}" for j in range(k + 1)}
+    return _save(_mosaic_figure(rows, "input distortions", cell_labels=labels), path)
 
 
 def feature_maps_figure(maps: Mapping[str, np.ndarray], *, max_channels: int = 8,
@@ -236,19 +289,12 @@ def feature_maps_figure(maps: Mapping[str, np.ndarray], *, max_channels: int = 8
         if fmap.ndim != 3:
             raise ValueError(f"feature map {name!r} must be (H, W, C), got shape {fmap.shape}")
     cols = max(min(fmap.shape[-1], max_channels) for fmap in arrays.values())
-    fig, axes = plt.subplots(len(arrays), cols,
-                             figsize=(1.1 * cols + 1, 1.1 * len(arrays) + 0.5), squeeze=False)
-    for r, (name, fmap) in enumerate(arrays.items()):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < fmap.shape[-1]:
-                ax.imshow(_unit_range(fmap[..., c]), cmap="viridis", interpolation="nearest")
-        axes[r, 0].set_title(name, fontsize=7, loc="left")
-    fig.suptitle(title or f"feature maps of one image, first {cols} channels of each layer",
-                 fontsize=9)
-    fig.subplots_adjust(hspace=0.35)
-    return fig
+    viridis = matplotlib.colormaps["viridis"]
+    rows = [[viridis(_unit_range(fmap[..., c]))[..., :3] for c in range(min(fmap.shape[-1], cols))]
+            for fmap in arrays.values()]
+    return _mosaic_figure(
+        rows, title or f"feature maps of one image, first {cols} channels of each layer",
+        row_labels=list(arrays))
 
 
 def plot_feature_maps(maps: Mapping[str, np.ndarray], path, *, max_channels: int = 8,
