@@ -13,9 +13,9 @@ def _start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_help_usage_and_did_you_mean():
+def test_help_usage_and_did_you_mean(tmp_path):
     """Four train.py processes at once (each stops before any computation)."""
-    base = ["--config", "configs/default.py", "--workdir", "unused"]
+    base = ["--config", "configs/default.py", "--workdir", str(tmp_path / "run")]
     procs = {
         "help": _start("--help"),
         "no arguments": _start(),

@@ -80,15 +80,15 @@ def test_missing_and_unknown_keys():
         validate_config(c, device_count=1)
 
 
-def _run_train(*args: str) -> subprocess.Popen:
+def _run_train(workdir, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "train.py", "--config", "configs/default.py", "--workdir", "unused",
+        [sys.executable, "train.py", "--config", "configs/default.py", "--workdir", str(workdir),
          *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
-def test_train_py_prints_one_error_line():
+def test_train_py_prints_one_error_line(tmp_path):
     """Unknown key, wrong type, bad model, indivisible batch: one stderr line, exit 2."""
     cases = {
         "unknown key": (["--config.optimizer.lr=0.1"],
@@ -101,7 +101,8 @@ def test_train_py_prints_one_error_line():
         "indivisible batch": (["--config.batch_size=10"],
                               ["config.batch_size=10", "divisible by the number of devices"]),
     }
-    procs = {name: _run_train(*args) for name, (args, _) in cases.items()}
+    procs = {name: _run_train(tmp_path / name.replace(' ', '_'), *args)
+             for name, (args, _) in cases.items()}
     for name, proc in procs.items():
         _, stderr = proc.communicate(timeout=120)
         lines = stderr.strip().splitlines()
