@@ -42,6 +42,8 @@ METRICS_FILE = "metrics.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"  # The checkpoint item holding the train state (params, ...).
 
+RELISTS = 3  # read_newest: times the steps are listed again when a trainer deletes one.
+
 _log = logging.getLogger(__name__)
 
 
@@ -190,9 +192,11 @@ def read_newest(path: str | os.PathLike, read: Callable[[str], Any]) -> Any:
     """``read(step_dir)`` of the newest complete checkpoint under `path` that `read` can read.
 
     Like the trainer: a step that `read` fails on (``ValueError``) is skipped with a warning
-    naming it, for the next older one. A step that disappears while it is read (a trainer
-    deleting its old checkpoints) is no failure: the steps are listed again, once, and the
-    newest is tried. Nothing is moved or deleted (a reader never changes the workdir).
+    naming it, for the next older one. A step deleted while it is read (a trainer removing
+    its old checkpoints after saving a newer one) is no failure: when the step is gone or the
+    complete steps differ from the listing the read started from, they are listed again (at
+    most `RELISTS` times) and the newest is read. Nothing is moved or deleted (a reader never
+    changes the workdir).
 
     Args:
       path: a training workdir, its ``checkpoints`` directory, or one step directory
@@ -208,16 +212,19 @@ def read_newest(path: str | os.PathLike, read: Callable[[str], Any]) -> Any:
         return read(path)
     root = _checkpoint_root(path)
     problems: dict[int, str] = {}
-    relisted, steps = False, complete_steps(root)[::-1]
+    listed = complete_steps(root)
+    relists, steps = 0, listed[::-1]
     while steps:
         step = steps.pop(0)
         step_dir = os.path.join(root, str(step))
         try:
             return read(step_dir)
         except ValueError as err:
-            if not os.path.isdir(step_dir) and not relisted:  # Deleted while being read.
-                relisted, steps = True, [s for s in complete_steps(root)[::-1]
-                                         if s not in problems]
+            now = complete_steps(root)
+            moved_on = now != listed or not _is_complete(step_dir)
+            if moved_on and relists < RELISTS:  # The trainer deleted it while we read.
+                relists, listed = relists + 1, now
+                steps = [s for s in now[::-1] if s not in problems]
                 continue
             problems[step] = str(err)
             if steps:
