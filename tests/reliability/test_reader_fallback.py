@@ -2,7 +2,7 @@
 
 A finished 2-step run whose step 2 is truncated: `restore_params`, ``python -m
 jaxconv.predict`` and ``python -m jaxconv.plots`` use step 1 with one warning naming step 2
-(no traceback, nothing moved). `read_newest` lists the steps again, once, when the step it
+(no traceback, nothing moved). `read_newest` lists the steps again when the step it
 reads disappears (a trainer deleting its old checkpoints) and takes the newest then.
 """
 
