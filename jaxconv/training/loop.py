@@ -58,7 +58,10 @@ def _check_same_run(workdir: str, job: Job) -> None:
     if not os.path.exists(path):
         return
     saved = runs.read_run_info(workdir)
-    theirs = _identity(saved.model, saved.model_kwargs, saved.dataset)
+    # Runs written before config.compute_dtype existed trained in float32 and did not record
+    # the precision: read them as such, so that they still resume.
+    saved_kwargs = {"dtype": "float32", "param_dtype": "float32", **saved.model_kwargs}
+    theirs = _identity(saved.model, saved_kwargs, saved.dataset)
     ours = _identity(job.config.model, job.model_kwargs, job.info)
     for key, value in theirs.items():
         if value != ours[key]:

@@ -106,3 +106,23 @@ def test_resume_compares_the_config(digits_dir, tmp_path, caplog):
     assert runs.read_run_info(workdir).config["num_train_steps"] == 4  # In force now.
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f)["step"] == 4
+
+
+@pytest.mark.slow
+def test_a_run_recorded_before_compute_dtype_still_resumes(digits_dir, tmp_path):
+    """run.json files written before config.compute_dtype existed lack the precision keys (in
+    the config and in model_kwargs): they trained in float32 and resume as such; asking for
+    bfloat16 on them is a config mismatch."""
+    workdir = tmp_path / "old"
+    _train(_config(digits_dir), workdir)
+    (workdir / "metrics.json").unlink()  # Unfinished, as if stopped at step 2.
+    record = json.loads((workdir / "run.json").read_text())
+    for key in ("compute_dtype", "profile_steps"):
+        del record["config"][key]
+    for key in ("dtype", "param_dtype"):
+        del record["model_kwargs"][key]
+    (workdir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(training.CheckpointError, match="holds a run with model_kwargs"):
+        _train(_config(digits_dir, num_train_steps=3, compute_dtype="bfloat16"), workdir)
+    state = _train(_config(digits_dir, num_train_steps=3), workdir)
+    assert int(state.step) == 3
