@@ -24,6 +24,7 @@ from types import MappingProxyType
 EXTRAS = MappingProxyType({
     "train": MappingProxyType({
         "absl": "absl-py",
+        "filelock": "filelock",
         "grain": "grain",
         "importlib_resources": "importlib_resources",
         "matplotlib": "matplotlib",

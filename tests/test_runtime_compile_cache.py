@@ -25,7 +25,9 @@ events = []
 jax.monitoring.register_event_listener(lambda event, **kw: events.append(event))
 value = float(jax.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)(jnp.arange(5.0)).sum())
 print(json.dumps({"dir": path, "value": value,
-                  "hits": events.count("/jax/compilation_cache/cache_hits")}))
+                  "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "max_size": jax.config.jax_compilation_cache_max_size,
+                  "min_time": jax.config.jax_persistent_cache_min_compile_time_secs}))
 """
 
 
@@ -68,6 +70,8 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     cache = tmp_path / "cache"
     first = _run_script(JAXCONV_COMPILATION_CACHE=str(cache))
     assert first["dir"] == str(cache) and first["hits"] == 0
+    assert first["min_time"] == compile_cache.MIN_COMPILE_TIME_SECS == 0.0
+    assert first["max_size"] == compile_cache.MAX_SIZE_BYTES  # Also: reads and writes locked.
     entries = os.listdir(cache)
     assert any(name.endswith("-cache") for name in entries), entries  # Small programs too.
     second = _run_script(JAXCONV_COMPILATION_CACHE=str(cache))
@@ -82,8 +86,9 @@ def test_the_variable_turns_it_off(tmp_path):
     off = _run_script(JAXCONV_COMPILATION_CACHE="0", XDG_CACHE_HOME=str(xdg))
     assert off["dir"] is None and off["hits"] == 0
     assert not xdg.exists()
-    default = _run_script(XDG_CACHE_HOME=str(xdg))  # Unset: the default directory.
-    assert default["dir"] == str(xdg / "jaxconv" / "jax")
+    default = _run_script(XDG_CACHE_HOME=str(xdg), JAX_COMPILATION_CACHE_MAX_SIZE="-1")
+    assert default["dir"] == str(xdg / "jaxconv" / "jax")  # Unset: the default directory.
+    assert default["max_size"] == -1  # jax's own variable wins.
     assert os.listdir(xdg / "jaxconv" / "jax")
 
 

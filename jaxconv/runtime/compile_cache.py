@@ -14,11 +14,13 @@ Where (`cache_dir`):
 - ``JAXCONV_COMPILATION_CACHE=0``: off.
 
 A cache directory the user gave jax itself (``JAX_COMPILATION_CACHE_DIR``, or
-``jax_compilation_cache_dir`` set in code) wins and is left as it is. The directory grows by
-one file per new program (kilobytes to a few megabytes) and is never pruned: delete it any
-time. Every program is cached, however short its compilation
-(`MIN_COMPILE_TIME_SECS`; jax's default skips those under a second, most of a small CPU
-model's), unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise.
+``jax_compilation_cache_dir`` set in code) wins and is left as it is. The directory holds one
+file per program (kilobytes to a few megabytes); beyond `MAX_SIZE_BYTES` the least recently
+used are deleted, and a file lock keeps processes that share the directory (parallel tests,
+several trainers) from reading an entry another is still writing. Delete it any time. Every
+program is cached, however short its compilation (`MIN_COMPILE_TIME_SECS`; jax's default skips
+those under a second, most of a small CPU model's). ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``
+and ``JAX_COMPILATION_CACHE_MAX_SIZE`` override the two.
 
 ``train.py``, ``python -m jaxconv.predict`` and ``python -m jaxconv.plots`` call
 `enable_compilation_cache()` before their first computation; importing this module (or any
@@ -27,6 +29,7 @@ library module) changes nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -41,7 +44,11 @@ ENV = "JAXCONV_COMPILATION_CACHE"  # unset/1: default directory; 0: off; else a 
 OFF_VALUES = ("0", "off", "false", "no")
 DEFAULT_VALUES = ("", "1", "on", "true", "yes")
 MIN_COMPILE_TIME_SECS = 0.0  # cache every program (jax's default: only those over 1 s)
-_MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+# Least recently used entries deleted beyond this. Setting a size also makes jax lock the
+# directory (filelock) around every read and write; jax's default (no limit) does neither.
+MAX_SIZE_BYTES = 2 * 1024**3
+_OVERRIDES = {"jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_TIME_SECS,
+              "jax_compilation_cache_max_size": MAX_SIZE_BYTES}
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> str:
@@ -106,6 +113,11 @@ def enable_compilation_cache() -> str | None:
                        "a writable directory", path, err, ENV)
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    if _MIN_COMPILE_TIME_ENV not in os.environ:
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_SECS)
+    for name, value in _OVERRIDES.items():
+        if name.upper() in os.environ:  # The user's setting wins.
+            continue
+        if name == "jax_compilation_cache_max_size" and importlib.util.find_spec(
+                "filelock") is None:  # jax needs it to bound the size; unbounded without.
+            continue
+        jax.config.update(name, value)
     return path
