@@ -31,7 +31,9 @@ def _assert_matches_lax_conv(conv, x, k, stride, padding, dilation=(1, 1)):
 
 
 @pytest.mark.parametrize("stride, dilation, padding, cin", [
-    (1, 1, ((2, 2), (2, 2)), 1), (1, 1, ((0, 0), (0, 0)), 6), ((2, 1), (1, 2), ((1, 2), (0, 3)), 3),
+    (1, 1, ((2, 2), (2, 2)), 1),
+    pytest.param(1, 1, ((0, 0), (0, 0)), 6, marks=pytest.mark.slow),
+    pytest.param((2, 1), (1, 2), ((1, 2), (0, 3)), 3, marks=pytest.mark.slow),
 ])
 def test_banded_conv_equals_lax_conv(stride, dilation, padding, cin):
     """The CPU lowering's banded conv (LeNet's C3): values and gradients of `lax.conv`."""
@@ -46,8 +48,8 @@ def test_banded_conv_equals_lax_conv(stride, dilation, padding, cin):
 @pytest.mark.parametrize("width, kernel, pads, cin, tile", [
     (28, (5, 5), ((2, 2), (2, 2)), 1, 4),   # LeNet C1: q = 2 chunks per tile
     (13, (3, 9), ((1, 0), (0, 3)), 3, 4),   # kw - 1 > tile: q = 3; 7 outputs, not whole tiles
-    (10, (2, 1), ((0, 1), (0, 0)), 2, 3),   # kw = 1: q = 1
-    (6, (3, 3), ((0, 0), (1, 1)), 1, 8),    # one tile wider than the output
+    pytest.param(10, (2, 1), ((0, 1), (0, 0)), 2, 3, marks=pytest.mark.slow),  # kw = 1: q = 1
+    pytest.param(6, (3, 3), ((0, 0), (1, 1)), 1, 8, marks=pytest.mark.slow),  # tile > output
 ])
 def test_tiled_banded_conv_equals_lax_conv(width, kernel, pads, cin, tile):
     """The CPU lowering's tiled banded conv (LeNet's C1): values and gradients of `lax.conv`."""

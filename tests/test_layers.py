@@ -103,6 +103,7 @@ def test_bad_arguments_raise(make, match):
         make()
 
 
+@pytest.mark.slow
 def test_layers_inside_a_linen_model_via_bridge():
     class LinenNet(nn.Module):
         @nn.compact

@@ -126,6 +126,7 @@ def _config(data_dir, compute_dtype="bfloat16", num_train_steps=2):
     return c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute_dtype", ["bfloat16", "float32"])
 def test_train_step_computes_in_the_compute_dtype(digits_dir, compute_dtype):
     """The model's matmuls/convs take bfloat16 operands; state and metrics stay float32."""
@@ -196,6 +197,7 @@ def _tiny_vgg11_file(path, classes=6):
     return path
 
 
+@pytest.mark.slow
 def test_from_torch_and_load_accept_the_dtype(tmp_path):
     path = _tiny_vgg11_file(tmp_path / "vgg.safetensors")
     f32 = pretrained.from_torch("vgg11", path, 6, **TINY)

@@ -49,6 +49,7 @@ def test_alexnet_forward_shapes():
         model(jnp.ones((1, 224, 224, 3)))
 
 
+@pytest.mark.slow
 def test_stagenet_structure_and_count():
     model = StageNet(10, input_shape=(8, 8, 1), rngs=nnx.Rngs(0))
     # conv 3x3: 1->16 (160) and 16->32 (4,640); 2x2x32 -> 10 linear (1,290).

@@ -29,7 +29,9 @@ def _logits(model, x):
     return model(x)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n != "lenet5" else n
+    for n in sorted(CASES)])
 def test_bfloat16_model_matches_float32_within_bf16_tolerance(name):
     make, shape = CASES[name]
     x = jax.random.normal(jax.random.key(1), shape, jnp.float32)
@@ -51,6 +53,7 @@ def test_bfloat16_layers_compute_in_bfloat16():
     assert h.dtype == jnp.bfloat16 and model.c1.kernel[...].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_bfloat16_gradients_are_float32_and_finite():
     make, shape = CASES["stagenet"]
     model = make(dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
@@ -75,6 +78,7 @@ def test_bad_dtype_is_one_clear_error(bad):
         LeNet5(dtype=bad, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_float32_default_unchanged():
     model = LeNet5(rngs=nnx.Rngs(0))
     out = _logits(model, jnp.ones((1, 32, 32, 1)))

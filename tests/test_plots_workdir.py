@@ -12,6 +12,8 @@ from jaxconv import plots
 from jaxconv.models import LeNet5, StageNet
 from jaxconv.plots.cli import main
 
+pytestmark = pytest.mark.slow  # trains or starts processes: the full suite only
+
 FIGURES = ["filters.png", "curves.png", "confusion.png", "distortions.png", "feature_maps.png"]
 
 

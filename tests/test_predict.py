@@ -18,6 +18,8 @@ from jaxconv.runs import RunInfo, load_trained_model
 from jaxconv.training.state import split_model
 from jaxconv.transfer import torch_import
 
+pytestmark = pytest.mark.slow  # trains or starts processes: the full suite only
+
 MEAN, STD = (0.3058,), (0.3761,)
 
 

@@ -11,6 +11,8 @@ from jaxconv.predict import Predictor
 from jaxconv.predict.cli import format_table, main
 from jaxconv.predict.predictor import FilePrediction
 
+pytestmark = pytest.mark.slow  # trains or starts processes: the full suite only
+
 
 def _digit_pngs(digits_dir, directory, n):
     """The first `n` test digits as 8x8 gray PNGs, stored exactly as the dataset has them."""

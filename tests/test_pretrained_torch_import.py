@@ -98,6 +98,7 @@ def alexnet(tmp_path):
     return net, tmp_path / "alexnet.pth"
 
 
+@pytest.mark.slow
 def test_alexnet_logits_match_torch(alexnet):
     net, path = alexnet
     model = from_torch("alexnet", path, num_classes=10)

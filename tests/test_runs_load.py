@@ -12,6 +12,8 @@ from jaxconv import runs
 from jaxconv.data import DatasetInfo
 from jaxconv.models import create_model
 
+pytestmark = pytest.mark.slow  # trains or starts processes: the full suite only
+
 # StageNet with a hidden layer and dropout: dropout's RNG streams must come out concrete.
 KWARGS = {"features": (4, 8), "kernel_size": 3, "lcn_kernel_size": (3, 3), "pool": "max",
           "hidden": (16,), "dropout": 0.5, "num_classes": 10, "input_shape": (8, 8, 1)}

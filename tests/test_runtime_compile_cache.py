@@ -15,6 +15,8 @@ from jaxconv.runtime import compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # starts processes: the full suite only
+
 # A fresh process enables the cache as the entry points do, compiles one program and reports
 # jax's cache-hit events.
 SCRIPT = """

@@ -49,6 +49,7 @@ def _faults(env_extra):
     return lines["APPLIED"] == "True", float(lines["FAULTS"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(malloc.glibc() is None, reason="needs Linux with glibc")
 def test_freed_xla_buffers_are_reused_without_page_faults():
     applied, tuned = _faults({})

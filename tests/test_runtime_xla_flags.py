@@ -122,6 +122,7 @@ def _child(mode, out, env):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_flags_move_convs_off_ynn_without_changing_results(clean_env, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -13,6 +15,7 @@ def _start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_help_usage_and_did_you_mean(tmp_path):
     """Four train.py processes at once (each stops before any computation)."""
     base = ["--config", "configs/default.py", "--workdir", str(tmp_path / "run")]

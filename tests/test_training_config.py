@@ -88,6 +88,7 @@ def _run_train(workdir, *args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_train_py_prints_one_error_line(tmp_path):
     """Unknown key, wrong type, bad model, indivisible batch: one stderr line, exit 2."""
     cases = {

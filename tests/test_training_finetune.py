@@ -67,6 +67,7 @@ def test_no_freeze_keeps_the_optimizer():
     assert finetune.freeze_optimizer(tx, _stagenet(), _config()) is tx
 
 
+@pytest.mark.slow
 def test_init_from_torchvision_weights_replaces_the_head(tmp_path):
     """A VGG-11 (torchvision layout, 10 classes) into a 5-class model: all but fc8 loaded."""
     torch_import = pytest.importorskip("test_pretrained_torch_import")

@@ -54,6 +54,7 @@ def test_labels_by_count_and_pattern():
         freeze_labels(model, patterns=["stage9/*"])
 
 
+@pytest.mark.slow
 def test_frozen_params_bit_identical_and_lower_lr_scaled():
     model = _net()
     graphdef, params = nnx.split(model, nnx.Param)

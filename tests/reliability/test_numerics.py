@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 
 from jaxconv import functional as F
 
+# Property tests over many shapes and scales: the full suite only (pytest -m 'not slow' skips).
+pytestmark = pytest.mark.slow
+
 
 def _settings(max_examples):
     # Reproducible (derandomize), no example database written, no deadline (jit compiles).
@@ -104,6 +107,7 @@ POWERS = st.integers(-100, 100)
 @_settings(20)
 @given(setup=windowed(), p=st.sampled_from([1, 2, 3, 0.5]), gaussian=st.booleans(), seed=SEEDS,
        k=POWERS)
+@pytest.mark.slow
 def test_lp_pool_finite_and_homogeneous(setup, p, gaussian, seed, k):
     shape, window, stride, padding = setup
     weights = F.gaussian_window(window) if gaussian else None
@@ -154,6 +158,7 @@ def test_avg_and_max_pool_finite_and_homogeneous(setup, kind, seed, k):
 @given(h=st.integers(1, 8), w=st.integers(1, 8), c=st.integers(1, 3),
        kernel_size=st.sampled_from([1, 3, 5, 9]), sigma=st.sampled_from([None, 0.5, 3.0]),
        seed=SEEDS, log_a=st.floats(-2, 30), b=st.floats(-10, 10))
+@pytest.mark.slow
 def test_lcn_finite_invariant_and_zero_on_constants(h, w, c, kernel_size, sigma, seed, log_a, b):
     def op(x):
         return F.local_contrast_norm(x, kernel_size, sigma)

@@ -21,6 +21,8 @@ from jaxconv import runs, training
 from jaxconv.plots import cli as plots_cli
 from jaxconv.predict import cli as predict_cli
 
+pytestmark = pytest.mark.slow  # trains or starts processes: the full suite only
+
 
 def _truncate(path):
     with open(path, "r+b") as f:
