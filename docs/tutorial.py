@@ -1,30 +1,10 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Convolutional networks, the lecture in code
 #
-# This tutorial walks the chapter on convolutional networks with jaxconv and real handwritten
-# digits (scikit-learn's bundled 8×8 `load_digits`, upsampled where a bigger picture helps):
-# why convolution, convolution and feature maps, pooling, stride and receptive field, local
-# contrast normalization, the typical stage, AlexNet's parameters, backprop, training,
-# transfer learning and inference.
-#
-# It is a [jupytext](https://jupytext.readthedocs.io) percent script: open it as a notebook
-# (`jupytext --to ipynb docs/tutorial.py`) or run it (`python docs/tutorial.py`: about 70 s
-# of CPU time, four small trainings included). Figures go to `docs/figures/tutorial/` (or
-# to the directory in `$JAXCONV_TUTORIAL_FIGURES`); checks are plain `assert`s, so a run
-# that finishes is a run whose claims held.
+# The chapter on convolutional networks, with jaxconv and scikit-learn's 8×8 digits. A
+# [jupytext](https://jupytext.readthedocs.io) percent script: open it as a notebook
+# (`jupytext --to ipynb docs/tutorial.py`) or run it (about 70 s of CPU). Figures go to
+# `docs/figures/tutorial/` (or `$JAXCONV_TUTORIAL_FIGURES`); checks are plain `assert`s.
 
 # %%
 import json
@@ -86,45 +66,35 @@ digit = jax.image.resize(jnp.asarray(digits.images[0] / 16.0), (32, 32), "linear
 # %% [markdown]
 # ## 1. Why convolution: parameters of one hidden layer on a 200×200 image
 #
-# 40,000 hidden units wired to every pixel (fully connected), each to a 10×10 patch of its own
-# (locally connected), or 100 10×10 filters shared over all positions (convolution):
-# H·W·hidden, hidden·k², filters·k² weights. `compare_connectivity` gives the closed forms; the
-# same counts come out of real layers built abstractly (`nnx.eval_shape` allocates nothing —
-# the FC layer alone would take 6.4 GB).
+# 40,000 hidden units wired to all pixels (H·W·hidden weights), each to its own 10×10 patch
+# (hidden·k²), or 100 shared 10×10 filters (filters·k²): `compare_connectivity`, matched by
+# real layers built abstractly (`nnx.eval_shape` allocates nothing; FC alone is 6.4 GB).
 
 # %%
 counts = compare_connectivity((200, 200, 1), hidden_units=40_000, kernel_size=10, filters=100)
 assert counts == {"fully_connected": 200 * 200 * 40_000, "locally_connected": 40_000 * 10 * 10,
                   "convolutional": 100 * 10 * 10}  # 1.6e9, 4e6, 1e4
-built = {  # each built inside eval_shape, with its own Rngs
-    "fully_connected": nnx.eval_shape(lambda: nnx.Linear(
-        200 * 200, 40_000, use_bias=False, rngs=nnx.Rngs(0))),
-    "locally_connected": nnx.eval_shape(lambda: L.LocallyConnected(
-        1, 1, 10, input_size=(200, 200), padding="SAME", use_bias=False, rngs=nnx.Rngs(0))),
-    "convolutional": nnx.eval_shape(lambda: L.Conv(1, 100, 10, use_bias=False,
-                                                   rngs=nnx.Rngs(0))),
-}
-for name, layer in built.items():
-    assert models.count_params(layer) == counts[name]
+build = {"fully_connected": lambda r: nnx.Linear(200 * 200, 40_000, use_bias=False, rngs=r),
+         "locally_connected": lambda r: L.LocallyConnected(
+             1, 1, 10, input_size=(200, 200), padding="SAME", use_bias=False, rngs=r),
+         "convolutional": lambda r: L.Conv(1, 100, 10, use_bias=False, rngs=r)}
+for name, make in build.items():  # each built inside eval_shape, with its own Rngs
+    assert models.count_params(nnx.eval_shape(lambda m=make: m(nnx.Rngs(0)))) == counts[name]
     print(f"{name:>18}: {counts[name]:>13,} parameters")
 fig, ax = plt.subplots(figsize=(5, 2.5))
-names = [name.replace("_", " ") for name in counts][::-1]
-ax.barh(names, list(counts.values())[::-1], color="tab:blue")
-for i, v in enumerate(list(counts.values())[::-1]):
+values = list(counts.values())[::-1]
+ax.barh([name.replace("_", " ") for name in counts][::-1], values, color="tab:blue")
+for i, v in enumerate(values):
     ax.text(v, i, f" {v:,}", va="center", fontsize=9)
-ax.set_xscale("log")
-ax.set_xlim(1, 1e13)
-ax.set_xlabel("parameters (log scale)")
-ax.set_title("one hidden layer on a 200×200 image")
+ax.set(xscale="log", xlim=(1, 1e13), xlabel="parameters (log scale)",
+       title="one hidden layer on a 200×200 image")
 save(fig, "connectivity")
 
 # %% [markdown]
 # ## 2. A convolution and its feature maps
 #
-# Four hand-made 3×3 filters — horizontal and vertical Sobel edges, a Laplacian, a blur — as
-# one `(kh, kw, in, out)` kernel. `F.conv2d` slides each over the image (cross-correlation, as
-# every framework does) and gives one feature map per filter. We check one map against a
-# NumPy sum over sliding windows.
+# Four 3×3 filters (Sobel x, y, Laplacian, blur) as one `(kh, kw, in, out)` kernel: `F.conv2d`
+# slides each over the image (cross-correlation), one map per filter, checked against NumPy.
 
 # %%
 sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
@@ -144,31 +114,25 @@ save(fig, "conv_feature_maps")
 # %% [markdown]
 # ## 3. Pooling: max, average, L2, Gaussian-weighted L2, and L2 over features
 #
-# Spatial pools summarize each 4×4 window (stride 2): the max, the mean, the L2 norm
-# `sqrt(Σ x²)`, and Sermanet et al.'s L2 with Gaussian weights (the window's centre counts
-# most). L2 pooling *over features* takes the norm across channels instead: over the Sobel
-# x/y pair it is the gradient magnitude, the same whichever way the edge runs.
-# For any window of n values: max ≤ L2 ≤ √n·max and √n·mean ≤ L2 (for x ≥ 0).
+# Each 4×4 window (stride 2) pooled to its max, mean, L2 norm `sqrt(Σ x²)`, or Sermanet et
+# al.'s Gaussian-weighted L2; for n values ≥ 0, max ≤ L2 ≤ √n·max and √n·mean ≤ L2. L2 *over
+# features* (Sobel x and y) is the gradient magnitude, whichever way the edge runs.
 
 # %%
-x = digit
 pooled = jax.jit(lambda x: (  # one compiled function (op by op, each op would compile alone)
-    F.max_pool(x, 4, 2),
-    F.avg_pool(x, 4, 2),
-    F.lp_pool(x, 2, 4, 2),
-    F.lp_pool(x, 2, 4, 2, weights=F.gaussian_window(4)),
-))(x)
+    F.max_pool(x, 4, 2), F.avg_pool(x, 4, 2), F.lp_pool(x, 2, 4, 2),
+    F.lp_pool(x, 2, 4, 2, weights=F.gaussian_window(4))))(digit)
 pools = dict(zip(["max", "average", "L2", "Gaussian L2"], pooled))
-n = 16
+root_n = np.sqrt(16)  # n = 4×4 values per window
 assert jnp.all(pools["max"] <= pools["L2"] + 1e-6)
-assert jnp.all(pools["L2"] <= np.sqrt(n) * pools["max"] + 1e-6)
-assert jnp.all(np.sqrt(n) * pools["average"] <= pools["L2"] + 1e-6)
+assert jnp.all(pools["L2"] <= root_n * pools["max"] + 1e-6)
+assert jnp.all(root_n * pools["average"] <= pools["L2"] + 1e-6)
 edges = maps[..., :2]  # Sobel x, Sobel y
 magnitude = jax.jit(F.feature_pool, static_argnums=1)(edges, 2)  # (1, 30, 30, 1)
 np.testing.assert_allclose(magnitude[..., 0], jnp.hypot(edges[..., 0], edges[..., 1]),
                            rtol=1e-5, atol=1e-6)
 fig, axes = plt.subplots(1, 6, figsize=(12, 2.4))
-show_row(axes, [x[0, :, :, 0]] + [p[0, :, :, 0] for p in pools.values()] + [magnitude[0, :, :, 0]],
+show_row(axes, [digit[0, :, :, 0]] + [p[0, :, :, 0] for p in [*pools.values(), magnitude]],
          ["input 32×32"] + [f"{k} 4/2 → 15×15" for k in pools] + ["L2 over Sobel x, y"])
 fig.suptitle("pooling over space (window 4, stride 2) and over features")
 save(fig, "pooling")
@@ -176,16 +140,14 @@ save(fig, "pooling")
 # %% [markdown]
 # ## 4. Stride and receptive field
 #
-# A stride of s keeps one output in s along each axis. Stacking layers grows the part of the
-# input one unit sees: `r_out = r_in + (k − 1)·jump`, `jump_out = jump·stride`. For conv 3×3 →
-# pool 2 → conv 3×3 → pool 2 that is 3, 4, 8, 10 pixels, with a jump of 4. The gradient of
-# one output unit with respect to the input is non-zero exactly on its receptive field (a
-# linear net with positive weights and average pooling: nothing cancels, no max cuts it).
+# Stride s keeps one output in s per axis; `r_out = r_in + (k − 1)·jump`, `jump_out =
+# jump·stride`: conv 3 → pool 2 → conv 3 → pool 2 sees 3, 4, 8, 10 pixels, jump 4. A unit's
+# input gradient is non-zero exactly there (linear, positive weights, average pools).
 
 # %%
-shape_with = lambda stride: jax.eval_shape(  # noqa: E731
-    lambda x: F.conv2d(x, kernel, stride=stride), digit).shape
-assert shape_with(1) == (1, 32, 32, 4) and shape_with(2) == (1, 16, 16, 4)  # SAME padding
+shapes = [jax.eval_shape(lambda x, s=s: F.conv2d(x, kernel, stride=s), digit).shape
+          for s in (1, 2)]
+assert shapes == [(1, 32, 32, 4), (1, 16, 16, 4)]  # SAME padding
 rngs, ones = nnx.Rngs(0), nnx.initializers.ones  # positive weights: nothing cancels
 net = L.Sequential(conv1=L.Conv(1, 4, 3, kernel_init=ones, rngs=rngs), pool1=L.AvgPool(2),
                    conv2=L.Conv(4, 4, 3, kernel_init=ones, rngs=rngs), pool2=L.AvgPool(2))
@@ -206,12 +168,9 @@ save(fig, "receptive_field")
 # %% [markdown]
 # ## 5. Local contrast normalization
 #
-# Four digits under uneven light: dim on the left, bright and offset on the right. LCN
-# (Jarrett et al. 2009) subtracts a Gaussian-weighted local mean, then divides by the local
-# standard deviation — or by the image's mean one where that is larger, so that quiet
-# regions are not blown up into noise. The contrast gap between the dimmest and the
-# brightest digit shrinks, and the result does not change when the whole image is scaled
-# and shifted: `y(a·x + b) = y(x)`.
+# Four digits lit dim on the left, bright and offset on the right. LCN (Jarrett et al. 2009)
+# subtracts a Gaussian-weighted local mean, divides by the local std (or the mean std where
+# larger, so quiet regions stay quiet): the contrast gap shrinks, and `y(a·x + b) = y(x)`.
 
 # %%
 strip = np.concatenate(digits.images[2:6], axis=1) / 16.0  # digits 2, 3, 4, 5
@@ -234,9 +193,8 @@ save(fig, "lcn")
 # %% [markdown]
 # ## 6. The typical stage
 #
-# Filter bank → rectification → contrast normalization → pooling: `jaxconv.layers.Stage`.
-# Its convolution gets the four filters of section 2 (as `kernel_init`); we look at every
-# step, and check that the stage equals the same functional ops composed by hand.
+# Filter bank → rectification → contrast normalization → pooling: `layers.Stage`, here with
+# section 2's filters, every step shown and checked against the functional ops by hand.
 
 # %%
 stage = L.Stage(1, 4, 3, activation="relu", lcn_kernel_size=9, pool="max", rngs=rngs,
@@ -256,9 +214,8 @@ save(fig, "stage")
 # %% [markdown]
 # ## 7. AlexNet: where the 60 million parameters live
 #
-# Krizhevsky et al.'s network (the paper's two towers as grouped convolutions), built
-# abstractly and summarized layer by layer: the five convolutions hold about 4 % of the
-# parameters but do almost all the arithmetic; FC6 alone holds 62 %.
+# Krizhevsky et al.'s net (two towers as grouped convolutions), built abstractly: the five
+# convolutions hold about 4 % of the parameters and do almost all the arithmetic; FC6, 62 %.
 
 # %%
 alexnet = nnx.eval_shape(lambda: models.AlexNet(rngs=nnx.Rngs(0)))
@@ -278,44 +235,32 @@ fig, ax = plt.subplots(figsize=(6, 3))
 ax.barh(list(params)[::-1], [v / 1e6 for v in params.values()][::-1], color="tab:orange")
 for i, v in enumerate(list(params.values())[::-1]):
     ax.text(v / 1e6, i, f" {v / total:.1%}", va="center", fontsize=8)
-ax.set_xlim(0, 45)
-ax.set_xlabel("parameters (millions)")
-ax.set_title(f"AlexNet: {total:,} parameters")
+ax.set(xlim=(0, 45), xlabel="parameters (millions)", title=f"AlexNet: {total:,} parameters")
 save(fig, "alexnet_params")
 
 # %% [markdown]
 # ## 8. Backprop: autograd in one line
 #
-# The lecture's PyTorch example: `x, y, z = rand(N, D); c = sum(x * y * z); c.backward();
-# x = x - 1e-4 * x.grad`. In JAX the gradient is a function, `jax.grad(c)`; here it must be
-# `y * z`, and one small step against it must lower `c` by about `1e-4 · |∂c/∂x|²`.
+# The lecture's PyTorch `c = sum(x * y * z); c.backward(); x = x - 1e-4 * x.grad` in JAX:
+# `jax.grad(c)` is a function, here `y * z`; one step lowers `c` by about `1e-4 · |∂c/∂x|²`.
 
 # %%
-N, D = 3, 4
-kx, ky, kz = jax.random.split(jax.random.key(0), 3)
-x, y, z = (jax.random.uniform(k, (N, D)) for k in (kx, ky, kz))
-
-
-def c_of(x, y, z):
-    return jnp.sum(x * y * z)
-
-
+x, y, z = jax.random.uniform(jax.random.key(0), (3, 3, 4))  # three (N, D) = (3, 4) arrays
+c_of = lambda x, y, z: jnp.sum(x * y * z)  # noqa: E731
 c, (dx, dy, dz) = jax.value_and_grad(c_of, argnums=(0, 1, 2))(x, y, z)
 np.testing.assert_allclose(dx, y * z, rtol=1e-6)
 np.testing.assert_allclose(dz, x * y, rtol=1e-6)
-x_new = x - 1e-4 * dx
-decrease = c - c_of(x_new, y, z)
+decrease = c - c_of(x - 1e-4 * dx, y, z)  # after one step against the gradient
 assert decrease > 0
 np.testing.assert_allclose(decrease, 1e-4 * jnp.sum(dx**2), rtol=2e-2)
-print(f"c = {c:.6f} -> {c_of(x_new, y, z):.6f} after one step")
+print(f"c = {c:.6f} -> {c - decrease:.6f} after one step")
 try:
     import torch
 except ImportError:
     print("PyTorch is not installed: skipping the comparison")
 else:
     tx, ty, tz = (torch.tensor(np.asarray(a), requires_grad=True) for a in (x, y, z))
-    tc = (tx * ty * tz).sum()
-    tc.backward()
+    (tx * ty * tz).sum().backward()
     np.testing.assert_allclose(tx.grad.numpy(), dx, rtol=1e-6)
     np.testing.assert_allclose(ty.grad.numpy(), dy, rtol=1e-6)
     print("PyTorch's x.grad and y.grad equal jax.grad's")
@@ -323,13 +268,9 @@ else:
 # %% [markdown]
 # ## 9. Training: SGD with momentum, weight decay, dropout, distortion
 #
-# First the pieces, written out: a StageNet with dropout before its classifier
-# (`training.split_model` gives its parameters as a plain pytree and an `apply` that runs
-# dropout from an explicit key), the loss, `jax.grad`, and optax's SGD with momentum 0.9
-# after coupled L2 weight decay (`add_decayed_weights` adds 5e-4·w to the gradient, biases
-# excepted). Each training batch is randomly rotated (±10°), shifted (±1 px) and zoomed
-# (0.9–1.1) on the device (`jaxconv.data.distort`), with a fresh key every step. All ten
-# digits, the dataset's fixed split (1500 train / 297 test), 150 steps of 100 images.
+# By hand: a StageNet with dropout (`training.split_model`: a parameter pytree, an `apply`
+# with a dropout key), weight decay 5e-4 (not on biases), SGD momentum 0.9, each batch rotated
+# ±10°, shifted ±1 px, zoomed 0.9–1.1 (`data.distort`); all ten classes, 150 batches of 100.
 
 # %%
 labels = digits.target
@@ -339,28 +280,25 @@ pixels = stored[train] / 255.0
 MEAN, STD = (float(pixels.mean()),), (float(pixels.std()),)
 model_def, params = training.split_model(models.StageNet(
     10, input_shape=(8, 8, 1), dropout=0.25, rngs=nnx.Rngs(params=0, dropout=1)))
-STEPS = 150
 tx = optax.chain(optax.add_decayed_weights(5e-4, mask=training.decay_mask(["bias"])),
-                 optax.sgd(optax.cosine_decay_schedule(0.05, STEPS), momentum=0.9))
+                 optax.sgd(optax.cosine_decay_schedule(0.05, 150), momentum=0.9))
 distortion = data.Distortion(rotation_degrees=10.0, translate=1.0, scale=(0.9, 1.1))
-
-
-def loss_fn(params, images, labels, key):
-    x = data.normalize(data.distort(key, images / 255.0, distortion), MEAN, STD)
-    logits = model_def.apply(params, x, train=True, dropout_key=jax.random.fold_in(key, 1))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 @jax.jit
 def sgd_step(params, opt_state, images, labels, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, images, labels, key)
+    def loss_fn(params):
+        x = data.normalize(data.distort(key, images / 255.0, distortion), MEAN, STD)
+        logits = model_def.apply(params, x, train=True, dropout_key=jax.random.fold_in(key, 1))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
 opt_state, order = tx.init(params), np.random.default_rng(0).permutation(np.tile(train, 10))
-for step in range(STEPS):
-    batch = order[step * 100:(step + 1) * 100]
+for step, batch in enumerate(order.reshape(150, 100)):
     params, opt_state, loss = sgd_step(params, opt_state, stored[batch], labels[batch],
                                        jax.random.fold_in(jax.random.key(0), step))
 logits = jax.jit(model_def.apply, static_argnames="train")(
@@ -370,22 +308,16 @@ print(f"by hand: last batch loss {loss:.3f}, test accuracy {hand_accuracy:.2%} (
 assert hand_accuracy > 0.9
 
 # %% [markdown]
-# The trainer does the same and more (sharding over devices, checkpoints, logs, resuming):
-# `train_and_evaluate(config, workdir)`, what `train.py` runs. We use it on digits 0–4 only
-# (5–9 are kept for transfer learning below) with `configs/digits_pretrain.py`, shortened to
-# fit this tutorial, plus the same dropout: SGD with momentum 0.9 and a cosine learning rate
-# from 0.05, weight decay 5e-4 and the same distortions all come from the config. The
-# digits dataset is prepared offline from scikit-learn's copy into a TFDS directory on first
-# use. The train curves are measured on distorted images with dropout on, the test points on
-# clean images with dropout off: that is why test sits above train.
+# `training.train_and_evaluate` (what `train.py` runs) adds sharding, checkpoints, logs and
+# resuming; here on digits 0–4 with `configs/digits_pretrain.py`, shortened, plus dropout.
+# Train curves see distorted images and dropout, test points neither: hence test above train.
 
 # %%
 config = digits_pretrain.get_config()
-config.data_dir = str(WORK / "tfds")
-config.num_train_steps = 150  # 20 epochs of the 0-4 train split would be 151 steps
+config.update(data_dir=str(WORK / "tfds"), log_every_steps=10, eval_every_steps=50,
+              num_train_steps=150,  # 20 epochs of the 0-4 train split would be 151 steps
+              progress_bar=False, write_plots=False)
 config.model_kwargs.dropout = 0.25  # before the classifier, active in training only
-config.log_every_steps, config.eval_every_steps = 10, 50
-config.progress_bar, config.write_plots = False, False
 print({k: config.optimizer[k] for k in ("learning_rate", "momentum", "weight_decay", "schedule")})
 print({k: config.distortion[k] for k in ("rotation_degrees", "translate", "scale")})
 pretrain_dir = WORK / "digits_0_4"
@@ -397,11 +329,9 @@ assert metrics["test_accuracy"] > 0.9
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 for ax, key, label in zip(axes, ("loss", "accuracy"), ("cross-entropy", "accuracy")):
     for split, style in (("train", "-"), ("test", "o")):
-        points = [(r["step"], r[f"{split}_{key}"]) for r in metrics["history"]
-                  if f"{split}_{key}" in r]
-        ax.plot(*zip(*points), style, label=f"{split} {key}")
-    ax.set_xlabel("step")
-    ax.set_ylabel(label)
+        ax.plot(*zip(*[(r["step"], r[f"{split}_{key}"]) for r in metrics["history"]
+                       if f"{split}_{key}" in r]), style, label=f"{split} {key}")
+    ax.set(xlabel="step", ylabel=label)
     ax.legend()
 fig.suptitle(f"StageNet on digits 0-4: {metrics['test_accuracy']:.1%} test accuracy")
 save(fig, "training")
@@ -409,22 +339,18 @@ save(fig, "training")
 # %% [markdown]
 # ## 10. Transfer learning: keep the stages, train a new head
 #
-# `configs/digits_finetune.py` starts from the run above: every parameter whose name and
-# shape match is loaded except the classifier (`init.exclude = ("output/*",)`), the two conv
-# stages are frozen (`freeze.first_layers = 2`: zero updates through `optax.set_to_zero`)
-# and only the new head learns digits 5–9, in 30 steps. The same budget from scratch is the
-# honest comparison: on tiny 8×8 digits the pretrained stages help little (the README's
-# transfer table), the point here is the mechanics.
+# `configs/digits_finetune.py` loads the run above except its classifier (`init.exclude`),
+# freezes both conv stages (`freeze.first_layers = 2`) and trains a new head on digits 5–9 for
+# 30 steps. On 8×8 digits the stages help little if at all (README); the mechanics are the point.
 
 # %%
 def finetune(workdir, *, from_pretrained):
     c = digits_finetune.get_config()
-    c.data_dir, c.progress_bar, c.write_plots = config.data_dir, False, False
+    c.update(data_dir=config.data_dir, progress_bar=False, write_plots=False)
     c.model_kwargs.dropout = config.model_kwargs.dropout
-    if from_pretrained:
-        c.init.checkpoint = str(pretrain_dir)
-    else:
-        c.init.checkpoint, c.init.exclude, c.freeze.first_layers = "", (), 0
+    c.init.checkpoint = str(pretrain_dir) if from_pretrained else ""
+    if not from_pretrained:  # random weights, nothing excluded or frozen
+        c.init.exclude, c.freeze.first_layers = (), 0
     training.train_and_evaluate(c, workdir)
     return json.loads((workdir / "metrics.json").read_text())["test_accuracy"]
 
@@ -438,25 +364,16 @@ for name, acc in accuracy.items():
 # %% [markdown]
 # ## 11. Using the trained model: `Predictor`
 #
-# `Predictor.from_checkpoint(workdir)` rebuilds a run's model from its newest checkpoint with
-# the run's class names and evaluation preprocessing; `predict` takes uint8 images as the
-# dataset stores them and returns the top-k labels. On the test split it must reproduce the
-# accuracy the trainer reported, and the frozen stages must equal the pretrained ones bit
-# for bit.
+# `Predictor.from_checkpoint(workdir)` rebuilds a run's model, class names and evaluation
+# preprocessing; `predict` maps uint8 images to top-k labels (CLI: `python -m jaxconv.predict
+# --workdir <run> digit.png`). It must match the trainer's accuracy; frozen stages, bit for bit.
 
 # %%
-pretrained = Predictor.from_checkpoint(pretrain_dir)
-transferred = Predictor.from_checkpoint(transfer_dir)
-
-
-def params_of(predictor):
-    return nnx.to_pure_dict(nnx.state(nnx.merge(predictor.graphdef, predictor.state), nnx.Param))
-
-
-for name in ("stage1", "stage2"):
-    for a, b in zip(jax.tree.leaves(params_of(pretrained)[name]),
-                    jax.tree.leaves(params_of(transferred)[name])):
-        np.testing.assert_array_equal(a, b)
+pretrained, transferred = (Predictor.from_checkpoint(d) for d in (pretrain_dir, transfer_dir))
+before, after = (nnx.to_pure_dict(nnx.state(nnx.merge(p.graphdef, p.state), nnx.Param))
+                 for p in (pretrained, transferred))
+for name in ("stage1", "stage2"):  # the frozen stages, bit for bit
+    jax.tree.map(np.testing.assert_array_equal, before[name], after[name])
 test = test[labels[test] >= 5]
 top = transferred.predict(stored[test], top_k=2)
 hits = [label == str(t) for ((label, _), _), t in zip(top, labels[test])]
@@ -469,10 +386,5 @@ for ax, i, t, ok in zip(axes.flat, test[:16], top[:16], hits[:16]):
     ax.axis("off")
 fig.suptitle("Predictor on test digits 5-9 (top-1 label and probability; red = wrong)")
 save(fig, "predictions")
-
-# %% [markdown]
-# The same from the command line: `python -m jaxconv.predict --workdir <run> digit.png`.
-
-# %%
 shutil.rmtree(WORK)
 print(f"figures in {FIGURES}")

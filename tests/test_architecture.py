@@ -95,7 +95,8 @@ def test_imports_follow_the_layers(path):
 @pytest.mark.parametrize("path", sorted([*PACKAGE.rglob("*.py"), *ROOT.glob("*.py"),
                                          *(ROOT / "benchmarks").glob("*.py"),
                                          *(ROOT / "tests").rglob("*.py"),
-                                         *(ROOT / "configs").glob("*.py")]),
+                                         *(ROOT / "configs").glob("*.py"),
+                                         *(ROOT / "docs").glob("*.py")]),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_files_are_small(path):
     lines = len(path.read_text().splitlines())
