@@ -60,17 +60,11 @@ def test_compare_sorts_the_changes_by_kind():
 
 
 def _config(data_dir, **overrides):
-    c = load_config("default", data_dir=data_dir, write_plots=False, batch_size=20,
-                    num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1)
-    c.distortion.rotation_degrees = c.distortion.translate = 0.0  # Faster compile.
-    c.distortion.scale = (1.0, 1.0)
-    for dotted, value in overrides.items():
-        node = c
-        *path, last = dotted.split("__")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return c
+    settings = dict(data_dir=data_dir, write_plots=False, batch_size=20, num_train_steps=2,
+                    checkpoint_every_steps=1, log_every_steps=1,
+                    distortion__rotation_degrees=0.0, distortion__translate=0.0,  # Faster
+                    distortion__scale=(1.0, 1.0))                                 # compile.
+    return load_config("default", **{**settings, **overrides})
 
 
 def _train(config, workdir):

@@ -14,26 +14,12 @@ import threading
 import time
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from PIL import Image
 
-from jaxconv.models import StageNet
-from jaxconv.predict import ImageError, Predictor, read_image
+from jaxconv.predict import ImageError, read_image
 from jaxconv.predict.cli import format_table, printable
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    model = nnx.eval_shape(lambda: StageNet(10, input_shape=(8, 8, 1), rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    rng = np.random.default_rng(3)
-    state = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), state)
-    return Predictor(nnx.merge(graphdef, state), class_names=[str(i) for i in range(10)],
-                     image_shape=(8, 8, 1), mean=(0.3,), std=(0.4,), batch_size=4)
 
 
 def _refused_within_a_second(path) -> str:

@@ -12,15 +12,11 @@ import struct
 import time
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from PIL import Image
 
-from jaxconv.models import StageNet
-from jaxconv.predict import ImageError, Predictor, read_image
+from jaxconv.predict import ImageError, read_image
 from jaxconv.predict.images import MAX_PIXELS
 
 RNG = np.random.default_rng(0)
@@ -218,15 +214,6 @@ def test_channels_other_than_1_or_3_are_a_caller_error(tmp_path):
 # ---------------------------------------------------------------- predict_files
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    # Random parameters without running (compiling) the initialisers.
-    model = nnx.eval_shape(lambda: StageNet(10, input_shape=(8, 8, 1), rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    rng = np.random.default_rng(3)
-    state = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), state)
-    return Predictor(nnx.merge(graphdef, state), class_names=[str(i) for i in range(10)],
-                     image_shape=(8, 8, 1), mean=(0.3,), std=(0.4,), batch_size=4)
 
 
 def test_bad_files_do_not_stop_the_good_ones(tmp_path, predictor):
