@@ -2,11 +2,18 @@
 
 `mkdocs build --strict` (in `.ci/run`) checks links and cross-references; these tests check
 what a build cannot see: a config key added without regenerating docs/configuration.md, a
-name in a module's `__all__` that the API reference cannot resolve, README drifting from CI.
+name in a module's `__all__` that the API reference cannot resolve, README drifting from CI,
+docstring examples that do not run or that the site shows as nested quotes instead of code.
 """
 
+import doctest
+import html.parser
+import importlib
 import importlib.util
+import os
+import pkgutil
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -127,3 +134,87 @@ def test_tutorial_page_renders_the_percent_script_with_its_figures():
     page = hooks.on_page_markdown(f"intro\n{hooks.MARKER}\n", page=None)
     assert hooks.MARKER not in page
     assert ("(tutorial.py)" in page) == hooks.SCRIPT.exists()
+
+
+def _api_modules():
+    """Every module of the packages the API reference shows (their docstrings are its text)."""
+    for name in API_MODULES:
+        package = importlib.import_module(f"jaxconv.{name}")
+        yield package
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"jaxconv.{name}."):
+            if info.name.split(".")[-1] != "__main__":
+                yield importlib.import_module(info.name)
+
+
+def test_docstring_examples_run_as_doctests():
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    ran = 0
+    for module in _api_modules():
+        for test in finder.find(module, module.__name__):
+            if test.examples and test.name.startswith(module.__name__):
+                runner.run(test, out=lambda text: None)
+                ran += 1
+    results = runner.summarize(verbose=False)
+    assert ran >= 7 and results.attempted > 20, (ran, results)
+    assert results.failed == 0, "a docstring example failed: python -m doctest -v <module file>"
+
+
+def test_docstrings_use_the_examples_section_that_renders_as_code():
+    # mkdocstrings' Google parser turns `Examples:` into code blocks; a singular `Example:`
+    # becomes an admonition whose `>>>` lines render as nested blockquotes.
+    singular = re.compile(r"^\s*Example:\s*$", re.M)
+    found = [str(path.relative_to(ROOT)) for path in (ROOT / "jaxconv").rglob("*.py")
+             if singular.search(path.read_text())]
+    assert not found, f"'Example:' sections (write 'Examples:'): {found}"
+
+
+class _SiteChecker(html.parser.HTMLParser):
+    """Counts console prompts in code and in blockquotes, and doctest flags left visible."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.quote_depth = self.code_depth = 0
+        self.prompts_in_code = 0
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "blockquote":
+            self.quote_depth += 1
+            if self.quote_depth > 1:
+                self.problems.append("nested blockquote (a `>>>` line outside a code block)")
+        elif tag == "code":
+            self.code_depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == "blockquote":
+            self.quote_depth -= 1
+        elif tag == "code":
+            self.code_depth -= 1
+
+    def handle_data(self, data):
+        if ">>>" in data:
+            if self.quote_depth:
+                self.problems.append(f"`>>>` in a blockquote: {data.strip()[:60]!r}")
+            elif self.code_depth:
+                self.prompts_in_code += 1
+        if "doctest:" in data and self.code_depth:
+            self.problems.append(f"a doctest directive shown: {data.strip()[:60]!r}")
+
+
+@pytest.mark.slow
+def test_built_site_shows_docstring_examples_as_code(tmp_path):
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                            "-d", str(site)], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    prompts = {}
+    for page in sorted(site.rglob("*.html")):
+        checker = _SiteChecker()
+        checker.feed(page.read_text())
+        assert not checker.problems, (str(page.relative_to(site)), checker.problems[:3])
+        prompts[str(page.parent.relative_to(site))] = checker.prompts_in_code
+    pages = ("functional", "transfer", "training", "pretrained")  # the examples' pages
+    assert all(prompts[f"api/{name}"] for name in pages), prompts

@@ -28,7 +28,7 @@ is a plain uint8 ``Tensor`` feature, not a PNG-encoded ``Image``. Read it back w
 ``Digits(data_dir=...).as_data_source(split)`` or ``tfds.data_source("digits", ...)``.
 Defining the class registers the name ``"digits"`` with TFDS (the usual TFDS convention).
 
-Example:
+Examples:
   >>> builder = Digits(data_dir="/tmp/tfds")
   >>> builder.download_and_prepare()  # ~1 s, idempotent
   >>> train = builder.as_data_source("train")

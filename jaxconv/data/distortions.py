@@ -215,7 +215,7 @@ def distort(
     Raises:
       ValueError: `images` not rank 4 or not floating point.
 
-    Example:
+    Examples:
       >>> d = Distortion(rotation_degrees=10, translate=1.0, scale=(0.9, 1.1))
       >>> x = distort(jax.random.key(0), jnp.zeros((128, 8, 8, 1)), d)
     """

@@ -8,7 +8,7 @@ which is what makes the cached pipeline fast: grain handles one int per batch, n
 example. `ShardPositions` gives the positions of one process's local batches
 (`jaxconv.data.pipeline` documents the contract).
 
-Example:
+Examples:
   >>> stream = ShuffledStream(num_examples=5, seed=0)
   >>> sorted(stream(np.arange(5))) == sorted(stream(np.arange(5, 10))) == [0, 1, 2, 3, 4]
   True

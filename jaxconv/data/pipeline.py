@@ -18,7 +18,7 @@ grain's reader threads (`jaxconv.data.transforms`). Both follow the same index s
 Images stay uint8 on the host (4x less to transfer than float32); normalization and random
 distortions run on device (`jaxconv.data.distortions`).
 
-Example:
+Examples:
   >>> it = train_iterator("digits", "/tmp/tfds", global_batch_size=128, seed=0)
   >>> batch = next(it)
   >>> batch["image"].shape, batch["image"].dtype, batch["label"].dtype
@@ -290,7 +290,7 @@ def iterator_save_args(iterator: grain.DatasetIterator) -> Any:
 
     Each process writes its own ``process_<i>-of-<n>.json`` (grain's CheckpointHandler).
 
-    Example:
+    Examples:
       >>> manager.save(step, args=ocp.args.Composite(
       ...     state=ocp.args.StandardSave(state), data=iterator_save_args(train_it)))
     """
@@ -300,7 +300,7 @@ def iterator_save_args(iterator: grain.DatasetIterator) -> Any:
 def iterator_restore_args(iterator: grain.DatasetIterator) -> Any:
     """Orbax restore args that set `iterator` (built as for the save) to the saved position.
 
-    Example:
+    Examples:
       >>> restored = manager.restore(step, args=ocp.args.Composite(
       ...     state=ocp.args.StandardRestore(abstract_state),
       ...     data=iterator_restore_args(train_it)))

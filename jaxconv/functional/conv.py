@@ -44,7 +44,9 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     Returns:
       `(*batch, out_h, out_w, out_channels)` in the promoted dtype of `x` and `kernel`.
 
-    Example:
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.functional import conv2d
       >>> x = jnp.ones((2, 8, 8, 3)); k = jnp.ones((3, 3, 3, 4))
       >>> conv2d(x, k, padding="VALID").shape
       (2, 6, 6, 4)

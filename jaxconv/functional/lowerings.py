@@ -61,10 +61,14 @@ def lowering(mode: str):
     function jitted for a non-default device (`jax.jit(..., device=gpu)` with a CPU default
     backend) needs the mode set explicitly.
 
-    Example:
+    Examples:
+      >>> import jax, jax.numpy as jnp
       >>> import jaxconv.functional as F
-      >>> with F.lowering("xla"):   # lax.reduce_window even on CPU
+      >>> x = jnp.ones((1, 8, 8, 3))
+      >>> with F.lowering("xla"):  # lax.reduce_window even on CPU
       ...     y = jax.jit(lambda x: F.max_pool(x, 3, 2))(x)
+      >>> y.shape
+      (1, 3, 3, 3)
     """
     previous = set_lowering(mode)
     try:

@@ -85,8 +85,11 @@ def decay_mask(no_decay_names: Sequence[str]) -> Callable[[Any], Any]:
     Returns:
       ``params -> pytree of bools`` of the same structure.
 
-    Example:
-      >>> decay_mask(["bias"])({"fc": {"kernel": w, "bias": b}})
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.training import decay_mask
+      >>> params = {"fc": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+      >>> decay_mask(["bias"])(params)
       {'fc': {'bias': False, 'kernel': True}}
     """
     excluded = frozenset(no_decay_names)

@@ -154,8 +154,9 @@ def load(name: str, cache_dir: str | PathLike | None = None, url: str | None = N
       DownloadError: the download failed or its checksum did not match.
       WeightImportError: as in `from_torch`.
 
-    Example:
-      >>> model = load("alexnet")  # doctest: +SKIP  (233 MB, then cached)
+    Examples:
+      >>> from jaxconv.pretrained import load
+      >>> model = load("alexnet")  # 233 MB, then cached  # doctest: +SKIP
     """
     architecture(name)
     if url is None:

@@ -27,7 +27,9 @@ def path_name(path: Iterable[Any]) -> str:
     Returns:
       The components joined by ``/``.
 
-    Example:
+    Examples:
+      >>> import jax
+      >>> from jaxconv.transfer import path_name
       >>> path_name((jax.tree_util.DictKey("fc"), jax.tree_util.DictKey("kernel")))
       'fc/kernel'
     """

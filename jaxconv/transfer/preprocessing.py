@@ -114,7 +114,9 @@ def imagenet_eval(image, resize_size: int = RESIZE_SIZE, crop_size: int = CROP_S
     Returns:
       float32 `(crop_size, crop_size, 3)`.
 
-    Example:
+    Examples:
+      >>> import numpy as np
+      >>> from jaxconv.transfer import imagenet_eval
       >>> x = imagenet_eval(np.zeros((300, 400, 3), np.uint8))
       >>> x.shape, round(float(x[0, 0, 0]), 4)  # (0 - 0.485) / 0.229
       ((224, 224, 3), -2.1179)

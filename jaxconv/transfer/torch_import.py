@@ -357,10 +357,12 @@ def from_torch(name: str, path: str | PathLike, num_classes: int = 1000, *, seed
       WeightImportError: an unreadable or unsafe file (path and reason), missing or
         unexpected keys (named), a shape mismatch (key and both shapes).
 
-    Example:
+    Examples:
+      >>> from PIL import Image
+      >>> from jaxconv.transfer import from_torch, imagenet_eval_batch
       >>> model = from_torch("vgg16", "vgg16-397923af.pth")  # doctest: +SKIP
       >>> x = imagenet_eval_batch([Image.open("cat.jpg")])  # (1, 224, 224, 3)  # doctest: +SKIP
-      >>> model(x).argmax(-1)  # ImageNet class index  # doctest: +SKIP
+      >>> model(x).argmax(-1)  # an ImageNet class index  # doctest: +SKIP
     """
     architecture(name)
     model, report = import_state_dict(name, read_state_dict(path), num_classes, seed=seed,
