@@ -27,7 +27,7 @@ import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxconv import plots, training  # noqa: E402
+from jaxconv import plots, run_history, runs, training  # noqa: E402
 from jaxconv.cli_errors import fail, quiet_logging  # noqa: E402
 from jaxconv.training import cli  # noqa: E402
 
@@ -50,14 +50,26 @@ def main(argv, hooks: training.Hooks | None = None):
     if len(argv) > 1:
         fail(f"unexpected arguments: {argv[1:]}")
     quiet_logging()
-    config, workdir = _CONFIG.value, _WORKDIR.value
+    config, workdir = _CONFIG.value, cli.check_workdir_flag(_WORKDIR.value)
     with cli.clean_errors():
         training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-        state = training.train_and_evaluate(config, workdir, hooks=hooks)
+        try:
+            params = training.train_and_evaluate(config, workdir, hooks=hooks).params
+        except training.RunComplete as done:
+            if not done.plots_pending:
+                raise
+            print(done, flush=True)  # Stopped while drawing: draw from the last checkpoint.
+            params = None
         if config.write_plots and jax.process_index() == 0:  # Local copies: no collective.
-            paths = plots.write_all(workdir, params=state.params)
-            print(f"wrote {len(paths)} plots to {os.path.dirname(paths[0])}" if paths
-                  else "wrote no plots", flush=True)
+            _draw_plots(workdir, params)
+
+
+def _draw_plots(workdir: str, params) -> None:
+    """Draws the run's figures, then marks the plots phase done (`jaxconv.run_history`)."""
+    paths = plots.write_all(workdir, params=params)
+    run_history.mark_done(workdir, run_history.PLOTS_PHASE, runs.read_metrics(workdir)["step"])
+    print(f"wrote {len(paths)} plots to {os.path.dirname(paths[0])}" if paths
+          else "wrote no plots", flush=True)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every_steps = 0  # Evaluate on the test split every this many steps (0: at end).
     c.checkpoint_every_steps = 300  # Save a checkpoint every this many steps (and at end).
     c.keep_checkpoints = 2  # How many recent checkpoints to keep.
+    # Divergence guard: an evaluation whose test loss is above this times ln(classes) (the
+    # loss of a uniform guess) stops the run as failed, exit status 1 (0: off).
+    c.divergence_factor = 10.0
     # (start, stop): a jax.profiler trace of steps start..stop-1 into workdir/profile, for
     # TensorBoard's profile plugin or ui.perfetto.dev, e.g. (10, 20); () is off.
     c.profile_steps = ()

@@ -40,7 +40,7 @@ from jaxconv.training.config import ConfigError, validate_config
 from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, build_step_fns, evaluate, setup
 from jaxconv.training.logs import NonFiniteLossError
-from jaxconv.training.loop import train_and_evaluate
+from jaxconv.training.loop import DivergedError, train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
 from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE, Preempted
@@ -58,6 +58,7 @@ __all__ = [
     "ConfigError",
     "ConfigMismatchError",
     "DiskFullError",
+    "DivergedError",
     "HookList",
     "Hooks",
     "JitParallel",

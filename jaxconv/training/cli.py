@@ -28,6 +28,7 @@ from jaxconv.training import config_file
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
 from jaxconv.training.logs import NonFiniteLossError
+from jaxconv.training.loop import DivergedError
 from jaxconv.training.parallel import DistributedArgumentError
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, Preempted
 from jaxconv.training.resume import RunComplete
@@ -155,6 +156,18 @@ def parse_flags(argv: list[str]) -> list[str]:
         fail(_unknown_key_message(argv, config) if config is not None else str(err))
 
 
+def check_workdir_flag(value: str | None) -> str:
+    """``--workdir``'s value, refused (one ``error:`` line, exit 2) when empty or blank.
+
+    An empty value (``--workdir=$UNSET``) would otherwise train into the current directory;
+    that needs ``--workdir=.``, written out.
+    """
+    if value is None or not value.strip():
+        fail(f"--workdir={value or ''!s} names no directory (an unset shell variable?); give "
+             f"a directory, or --workdir=. for the current one")
+    return value
+
+
 @contextlib.contextmanager
 def clean_errors() -> Iterator[None]:
     """Turns the errors a user can fix into an ``error: ...`` message, no traceback.
@@ -177,7 +190,8 @@ def clean_errors() -> Iterator[None]:
         print(f"error: {err}", file=sys.stderr, flush=True)
         # At once: TensorBoard's writer would retry its failed flush at exit, with tracebacks.
         os._exit(1)
-    except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, CheckpointError) as err:
+    except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, DivergedError,
+            CheckpointError) as err:
         fail(str(err), code=1)
     except WorkdirError as err:
         fail(str(err))
@@ -185,6 +199,7 @@ def clean_errors() -> Iterator[None]:
         print(f"stopped: {err}", file=sys.stderr, flush=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        print("stopped: SIGINT (Ctrl-C) outside the training steps; the checkpoints written "
-              "are kept: run the same command to resume", file=sys.stderr, flush=True)
+        print("stopped: SIGINT (Ctrl-C) outside the training steps; what was written is kept "
+              "(a run stopped before its metrics or plots were written finishes them when "
+              "the same command runs again)", file=sys.stderr, flush=True)
         sys.exit(INTERRUPTED_EXIT_CODE)

@@ -79,6 +79,7 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "eval_every_steps": (int,),
     "checkpoint_every_steps": (int,),
     "keep_checkpoints": (int,),
+    "divergence_factor": _NUMBER,
     "profile_steps": (tuple, list),
     "progress_bar": (bool,),
     "write_plots": (bool,),

@@ -52,6 +52,7 @@ BOOKKEEPING = frozenset({
     "eval_batch_size",  # Evaluation covers every test example once, at any batch size.
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
     "profile_steps", "progress_bar", "write_plots",
+    "divergence_factor",  # When a run counts as failed, not what it trains.
 })
 
 KINDS = ("trained", "length", "bookkeeping")

@@ -8,9 +8,11 @@ parameters are finite: the host loop has no per-step device sync.
 TensorBoard scalars (tensorboardX event files in the workdir): ``train/loss``,
 ``train/accuracy``, ``train/learning_rate``, ``train/grad_norm``, ``train/param_norm``,
 ``train/images_per_second``, ``eval/loss``, ``eval/accuracy``.
-``metrics.json``: the final figures (``step``, ``train_loss``, ``train_accuracy``,
-``test_loss``, ``test_accuracy``, ``wall_seconds``, ``images_per_second``, ...) plus
-``history``, one record per log or eval step (what `jaxconv.plots.plot_curves` draws).
+Each logged record is appended to the workdir's history stream as it is logged
+(`jaxconv.run_history`: crash-safe, carried across resumes). ``metrics.json``: the final
+figures (``step``, ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``,
+``wall_seconds``, ``images_per_second``, ``segments``, ...) plus ``history``, one record per
+log or eval step (what `jaxconv.plots.plot_curves` draws), built from the stream.
 The bar's time left (`Eta`) is measured from the end of the first step, whose time is mostly
 XLA's compilation.
 """
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
+from jaxconv import run_history
 from jaxconv.runs import METRICS_FILE
 
 
@@ -38,16 +41,6 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN/Inf.
     return value
-
-
-def read_history(workdir: str, up_to_step: int) -> list[dict[str, Any]]:
-    """The ``history`` of an earlier run's ``metrics.json``, records with step <= up_to_step."""
-    try:
-        with open(os.path.join(workdir, METRICS_FILE)) as f:
-            history = json.load(f).get("history", [])
-    except (OSError, ValueError):
-        return []
-    return [r for r in history if r.get("step", math.inf) <= up_to_step]
 
 
 class Eta:
@@ -97,15 +90,22 @@ class MetricLogger:
       total_steps: training length, for the bar's ETA.
       initial_step: the step training starts (or resumes) from.
       enabled: False on processes other than 0: every method is a no-op.
+      stream: the run's history stream, started at `initial_step` (its records up to there
+        are the history so far; each new record is appended to it); None: a new one.
       progress_bar: show a tqdm bar on stderr: steps, elapsed time, `Eta`, loss and images/s.
       clock: the `Eta`'s clock (a test passes a fake one).
     """
 
     def __init__(self, workdir: str, *, total_steps: int, initial_step: int, enabled: bool,
-                 progress_bar: bool, clock: Callable[[], float] = time.monotonic):
+                 progress_bar: bool, stream: run_history.HistoryWriter | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.workdir = workdir
         self.enabled = enabled
-        self.history: list[dict[str, Any]] = []
+        if stream is None:
+            stream = run_history.HistoryWriter(workdir, enabled=enabled)
+            stream.start(initial_step)
+        self.stream = stream
+        self.history: list[dict[str, Any]] = [dict(r) for r in stream.history.metrics]
         self.eta = Eta(total_steps, clock)
         self._step = initial_step
         self._metrics_text = ""
@@ -116,7 +116,6 @@ class MetricLogger:
         from tensorboardX import SummaryWriter  # Only process 0 needs it.
 
         self._writer = SummaryWriter(logdir=workdir)
-        self.history = read_history(workdir, initial_step)
         if progress_bar:  # tqdm's own rate and ETA would count the compilation: ours instead.
             self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step",
                                   dynamic_ncols=True, postfix=self.eta.text(),
@@ -144,6 +143,7 @@ class MetricLogger:
             self.history[-1].update(values)
         else:
             self.history.append({"step": step, **values})
+        self.stream.metrics(step, values)
 
     def log_train(self, step: int, metrics: dict[str, float]) -> None:
         """Logs mean train metrics of the steps up to `step` (and images/s)."""
@@ -204,7 +204,9 @@ class StepMetrics:
     `add` keeps the device arrays (no sync); `flush` fetches all queued steps in one transfer,
     raises `NonFiniteLossError` at the first step whose loss or parameter norm is not finite,
     and logs the means (loss, accuracy, grad norm), the last learning rate and parameter norm,
-    and images/s since the previous flush.
+    and images/s since the previous flush. A stop between two logs `save_pending`: the steps
+    queued since the last log go to the history stream, and the resumed run `preload`s them,
+    so that its next log averages the same steps as an uninterrupted run's.
 
     Args:
       to_host: fetches a pytree of device metrics as numpy (the parallel strategy's).
@@ -215,6 +217,7 @@ class StepMetrics:
     def __init__(self, to_host, batch_size: int, logger: MetricLogger):
         self._to_host, self._batch_size, self._logger = to_host, batch_size, logger
         self._pending: list[tuple[int, Any]] = []
+        self._host: list[tuple[int, dict[str, float]]] = []  # Preloaded, already fetched.
         self.last: dict[str, float] = {}
         self._t = time.perf_counter()
 
@@ -222,14 +225,17 @@ class StepMetrics:
         """Queues the metrics of the step that produced state `step` (no device sync)."""
         self._pending.append((step, metrics))
 
+    def preload(self, pending: list[dict[str, Any]]) -> None:
+        """Queues steps a stopped run saved (`save_pending`; ``{"step": k, "loss": ...}``)."""
+        self._host = [(r["step"], {k: v for k, v in r.items() if k != "step"})
+                      for r in pending]
+
     def restart_clock(self) -> None:
         """Starts the images/s clock now (after a compile or an evaluation)."""
         self._t = time.perf_counter()
 
-    def flush(self, step: int) -> None:
-        """Fetches, checks and logs the queued metrics as those of `step`."""
-        if not self._pending:
-            return
+    def _fetch(self) -> list[tuple[int, dict[str, float]]]:
+        """The queued steps' metrics on the host, checked finite (the queue moves to host)."""
         fetched = self._to_host([m for _, m in self._pending])
         for (k, _), m in zip(self._pending, fetched):
             # loss is that of the parameters before step k, param_norm of those after it.
@@ -239,13 +245,29 @@ class StepMetrics:
                         f"{what} is {float(m[name])} at step {k}: stopping (nothing from this "
                         "step on is saved; the last good checkpoint is kept)"
                     )
+        self._host += [(k, {n: float(v) for n, v in m.items()})
+                       for (k, _), m in zip(self._pending, fetched)]
+        self._pending.clear()
+        return self._host
+
+    def save_pending(self) -> None:
+        """Fetches and checks the queued steps and appends them to the history stream."""
+        for k, m in self._fetch():
+            self._logger.stream.pending(k, m)
+
+    def flush(self, step: int) -> None:
+        """Fetches, checks and logs the queued metrics as those of `step`."""
+        if not self._pending and not self._host:
+            return
+        timed = len(self._pending)  # Steps run since the clock started (not preloaded ones).
+        fetched = [m for _, m in self._fetch()]
         seconds = max(time.perf_counter() - self._t, 1e-9)
         mean = {k: float(np.mean([m[k] for m in fetched]))
                 for k in ("loss", "accuracy", "grad_norm")}
         mean.update(learning_rate=float(fetched[-1]["learning_rate"]),
                     param_norm=float(fetched[-1]["param_norm"]),
-                    images_per_second=len(fetched) * self._batch_size / seconds)
+                    images_per_second=timed * self._batch_size / seconds)
         self.last = mean
-        self._pending.clear()
+        self._host = []
         self._logger.log_train(step, mean)
         self.restart_clock()

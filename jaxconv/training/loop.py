@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from typing import Any
 
 import jax
 
-from jaxconv import data, runs
+from jaxconv import data, run_history, runs
 from jaxconv.training import config as config_lib
 from jaxconv.training import preemption, profiling, resume
 from jaxconv.training import workdir as workdir_lib
@@ -89,33 +90,93 @@ def _restore(job: Job, ckpt: Checkpointer, dev_state: Any) -> Any:
     return job.par.put_state(state)
 
 
+class DivergedError(RuntimeError):
+    """An evaluation's test loss is above the divergence guard's limit (one-line message)."""
+
+
+def check_divergence(config: Any, num_classes: int, step: int,
+                     result: dict[str, float]) -> dict[str, float]:
+    """Returns `result` (an evaluation at `step`) unless the run diverged.
+
+    The guard: a test loss above ``config.divergence_factor × ln(num_classes)`` (the loss of
+    a uniform guess is ``ln(num_classes)``), or not finite. ``divergence_factor = 0`` turns
+    it off (a non-finite loss is still refused).
+
+    Raises:
+      DivergedError: names the step, the loss, the limit and what to do.
+    """
+    loss, factor = float(result["loss"]), float(config.divergence_factor)
+    limit = factor * math.log(max(num_classes, 2))
+    if math.isfinite(loss) and (factor == 0 or loss <= limit):
+        return result
+    raise DivergedError(
+        f"the run diverged: test loss {loss:.4g} at step {step} is above "
+        f"{limit:.4g} (config.divergence_factor={factor:g} × ln({num_classes}), the loss of "
+        f"a uniform guess); stopped without saving this step (the checkpoints written before "
+        f"it are kept, no metrics.json is written). Lower "
+        f"config.optimizer.learning_rate (or set config.optimizer.grad_clip_norm) and use a new "
+        f"--workdir; config.divergence_factor=0 turns the guard off")
+
+
+def _evaluate(job: Job, dev_state: Any, step: int, logger: MetricLogger) -> dict[str, float]:
+    """Evaluates at `step`, checks the divergence guard, logs; returns the evaluation."""
+    result = check_divergence(job.config, job.info.num_classes, step, evaluate(job, dev_state))
+    logger.log_eval(step, result)
+    return result
+
+
 def _current_step(job: Job, dev_state: Any) -> int:
     return int(jax.device_get(job.par.host_state(dev_state).step))
 
 
+class _Clock:
+    """This segment's timings (`jaxconv.run_history`): wall time since the job started, the
+    first step's (compile) time, and the time of the steps after it, evaluations excluded."""
+
+    def __init__(self, t_start: float, first_step: int):
+        self.t_start, self.first = t_start, first_step
+        self.compile_seconds, self.eval_seconds = 0.0, 0.0
+        self.t_train: float | None = None  # When the first step (compile) ended.
+
+    def compiled(self, t0: float) -> None:
+        self.t_train = time.perf_counter()
+        self.compile_seconds = self.t_train - t0
+
+    def timings(self, step: int) -> dict[str, Any]:
+        now = time.perf_counter()
+        timed = self.t_train is not None and step > self.first + 1
+        return {"end_step": step, "wall_seconds": now - self.t_start,
+                "compile_seconds": self.compile_seconds,
+                "train_seconds": now - self.t_train - self.eval_seconds if timed else 0.0,
+                "train_steps": step - self.first - 1 if timed else 0}
+
+
 def _train(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
-           hooks: Hooks) -> tuple:
-    """Runs the steps from the state's step to the end; returns (dev_state, tracker, timing).
+           hooks: Hooks, clock: _Clock) -> tuple:
+    """Runs the steps from the state's step to the end; returns ``(dev_state, final)``, the
+    final evaluation (None when the run resumed at its last step: nothing was run).
 
     Raises:
+      DivergedError: an evaluation's test loss is above the guard's limit.
       NonFiniteLossError: the loss or parameter norm became NaN or infinite.
       Preempted: SIGTERM or SIGINT arrived (`preemption`); the checkpoint of the step
         reached was written (and waited for) first.
     """
     with preemption.StopNotice() as notice:
         try:
-            return _run_steps(job, dev_state, ckpt, logger, notice, hooks)
+            return _run_steps(job, dev_state, ckpt, logger, notice, hooks, clock)
         finally:
             hooks.on_close()
 
 
 def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogger,
-               notice: preemption.StopNotice, hooks: Hooks) -> tuple:
+               notice: preemption.StopNotice, hooks: Hooks, clock: _Clock) -> tuple:
     c = job.config
     step = _current_step(job, dev_state)
     tracker = StepMetrics(job.par.to_host, job.config.batch_size, logger)
-    timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "train_steps": 0}
-    first = step
+    logged = max((r["step"] for r in logger.history if "train_loss" in r), default=-1)
+    tracker.preload([r for r in logger.stream.history.pending if r["step"] > logged])
+    first, final = step, None
     hooks.on_start(step)
     while step < job.total_steps:
         batch = job.par.put_batch(next(job.train_it))
@@ -127,58 +188,58 @@ def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogge
         hooks.on_step(step)
         if step == first + 1:  # The one deliberate sync: time the compile, not the steps.
             jax.block_until_ready(metrics)
-            timing["compile_seconds"] = time.perf_counter() - t0
+            clock.compiled(t0)
             tracker.restart_clock()
-            t_train = time.perf_counter()
         last = step == job.total_steps
         do_eval = last or (c.eval_every_steps > 0 and step % c.eval_every_steps == 0)
         do_save = last or step % c.checkpoint_every_steps == 0
         sync = do_eval or do_save or step % c.log_every_steps == 0
         stop = notice.should_stop(sync)
-        if sync or stop:
+        if sync:
             tracker.flush(step)  # Checks the loss is finite before anything is saved.
-        if last:
-            timing["train_seconds"] = time.perf_counter() - t_train
-            timing["train_steps"] = step - first - 1
+        elif stop:  # Between two logs: the steps since the last one wait for the resume.
+            tracker.save_pending()
+        if do_eval:  # Before the save: a diverged state is never saved.
+            t_eval = time.perf_counter()
+            final = _evaluate(job, dev_state, step, logger)
+            clock.eval_seconds += time.perf_counter() - t_eval
+            tracker.restart_clock()
         if do_save or stop:
             ckpt.save(step, job.par.host_state(dev_state), job.train_it)
+            logger.stream.update_segment(**clock.timings(step))
             hooks.on_save(step)
         if stop:
             ckpt.wait()
             raise preemption.Preempted(
                 f"{notice.describe()} received: saved the checkpoint of step {step} in "
                 f"{ckpt.directory}; run the same command to resume", notice.exit_code)
-        if do_eval and not last:
-            t_eval = time.perf_counter()
-            logger.log_eval(step, evaluate(job, dev_state))
-            t_train += time.perf_counter() - t_eval
-            tracker.restart_clock()
     hooks.on_end(step)
-    return dev_state, tracker, timing
+    return dev_state, final
 
 
 def _last_logged(logger: MetricLogger, key: str) -> float | None:
     return next((r[key] for r in reversed(logger.history) if key in r), None)
 
 
-def _summary(job: Job, final: dict, tracker: StepMetrics, timing: dict, logger: MetricLogger,
-             wall_seconds: float) -> dict[str, Any]:
-    """The figures of ``metrics.json`` (besides ``history``)."""
+def _summary(job: Job, final: dict, logger: MetricLogger) -> dict[str, Any]:
+    """The figures of ``metrics.json`` (besides ``history``), over every segment of the run."""
     c = job.config
-    steps_timed = timing["train_steps"]
+    segments = logger.stream.segments()
+    steps_timed = sum(seg["train_steps"] for seg in segments)
+    train_seconds = sum(seg["train_seconds"] for seg in segments)
     return {
         "step": job.total_steps,
-        # From this run's last log, else (a finished run resumed) from metrics.json.
-        "train_loss": tracker.last.get("loss", _last_logged(logger, "train_loss")),
-        "train_accuracy": tracker.last.get("accuracy", _last_logged(logger, "train_accuracy")),
+        "train_loss": _last_logged(logger, "train_loss"),
+        "train_accuracy": _last_logged(logger, "train_accuracy"),
         "test_loss": final["loss"],
         "test_accuracy": final["accuracy"],
         "test_examples": int(final["count"]),
-        "wall_seconds": wall_seconds,
-        # Steps after the first (compile) over their time, evaluations excluded.
-        "images_per_second": (steps_timed * c.batch_size / timing["train_seconds"]
-                              if steps_timed else None),
-        "compile_seconds": timing["compile_seconds"],
+        "wall_seconds": sum(seg["wall_seconds"] for seg in segments),
+        # Steps after each segment's first (compile) over their time, evaluations excluded.
+        "images_per_second": (steps_timed * c.batch_size / train_seconds
+                              if steps_timed and train_seconds > 0 else None),
+        "compile_seconds": sum(seg["compile_seconds"] for seg in segments),
+        "segments": segments,
         "num_params": job.num_params,
         "devices": job.par.device_count,
         "processes": jax.process_count(),
@@ -188,11 +249,13 @@ def _summary(job: Job, final: dict, tracker: StepMetrics, timing: dict, logger: 
     }
 
 
-def _start_logger(workdir: str, job: Job, start: int) -> MetricLogger:
+def _start_logger(workdir: str, job: Job, start: int,
+                  stream: run_history.HistoryWriter) -> MetricLogger:
     """The run's `MetricLogger` (process 0 writes), after printing what is about to run."""
     c = job.config
     logger = MetricLogger(workdir, total_steps=job.total_steps, initial_step=start,
-                          enabled=jax.process_index() == 0, progress_bar=c.progress_bar)
+                          enabled=jax.process_index() == 0, progress_bar=c.progress_bar,
+                          stream=stream)
     logger.write(f"{c.model} ({job.num_params:,} parameters) on {c.dataset}: "
                  f"steps {start}..{job.total_steps}, {job.par.device_count} device(s), "
                  f"{jax.process_count()} process(es), parallelism={c.parallelism}")
@@ -263,12 +326,18 @@ def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: floa
         start = _current_step(job, dev_state)
         resume.record_start(workdir, plan, config, model_kwargs=job.model_kwargs,
                             dataset=job.info, start_step=start)
-        logger = _start_logger(workdir, job, start)
+        stream = run_history.HistoryWriter(workdir, enabled=jax.process_index() == 0)
+        stream.start(start)
+        logger = _start_logger(workdir, job, start, stream)
         all_hooks = HookList([profiling.profile_hook(config, workdir), hooks])
-        dev_state, tracker, timing = _train(job, dev_state, ckpt, logger, all_hooks)
-        final = evaluate(job, dev_state)
-        logger.log_eval(job.total_steps, final)
-        summary = _summary(job, final, tracker, timing, logger, time.perf_counter() - t_start)
+        clock = _Clock(t_start, start)
+        dev_state, final = _train(job, dev_state, ckpt, logger, all_hooks, clock)
+        if final is None:  # Resumed at the last step (stopped before the evaluation).
+            final = _evaluate(job, dev_state, job.total_steps, logger)
+        timings = clock.timings(job.total_steps)
+        ckpt.wait()
+        stream.update_segment(**{**timings, "wall_seconds": time.perf_counter() - t_start})
+        summary = _summary(job, final, logger)
         path = logger.write_summary(summary)
         logger.close()
         logger.write(f"test accuracy {100 * final['accuracy']:.2f}% after {job.total_steps} "

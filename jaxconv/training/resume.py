@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxconv import runs
+from jaxconv import run_history, runs
 from jaxconv.training import config as config_lib
 from jaxconv.training import config_keys
 from jaxconv.training import optimizer as optimizer_lib
@@ -45,24 +45,30 @@ class ConfigMismatchError(config_lib.ConfigError):
 
 
 class RunComplete(Exception):
-    """The workdir holds this run, finished at this length: nothing was run or written.
+    """The workdir holds this run, trained and evaluated at this length: nothing is trained.
 
-    ``train.py`` prints the message and exits with status 0 (without drawing the figures
-    again).
+    "Complete" means the last checkpoint, ``metrics.json`` and (``config.write_plots``) the
+    plots are all done. When only the plots are missing (a run stopped while drawing them),
+    `plots_pending` is True: ``train.py`` draws them from the last checkpoint and exits 0.
+    Otherwise ``train.py`` prints the message and exits with status 0, writing nothing.
 
     Attributes:
       workdir: the run's workdir.
       metrics: its ``metrics.json`` (step, test accuracy, ...).
+      plots_pending: the run's plots were not all written.
     """
 
-    def __init__(self, workdir: str, metrics: dict[str, Any]):
-        self.workdir, self.metrics = workdir, metrics
+    def __init__(self, workdir: str, metrics: dict[str, Any], plots_pending: bool = False):
+        self.workdir, self.metrics, self.plots_pending = workdir, metrics, plots_pending
         accuracy = metrics.get("test_accuracy")
         accuracy = f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "n/a"
+        where = f"metrics in {os.path.join(workdir, runs.METRICS_FILE)}"
+        todo = ("drawing the plots it lacks" if plots_pending else
+                "Nothing to do (raise config.num_train_steps to train on, or use a new "
+                "--workdir)")
         super().__init__(
-            f"{workdir} holds this run, complete: step {metrics['step']}, test accuracy "
-            f"{accuracy}; metrics in {os.path.join(workdir, runs.METRICS_FILE)}. Nothing to "
-            f"do (raise config.num_train_steps to train on, or use a new --workdir)")
+            f"{workdir} holds this run, {'trained and evaluated' if plots_pending else 'complete'}"
+            f": step {metrics['step']}, test accuracy {accuracy}; {where}. {todo}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +178,9 @@ def check_workdir(config: Any, workdir: str) -> Resume:
             f"long, but the run in {workdir} already reached step {reached}; train at least "
             f"{reached} steps, or use a new --workdir")
     if metrics is not None and metrics["step"] == total_new:
-        raise RunComplete(workdir, metrics)
+        pending = bool(config.write_plots) and not run_history.is_done(
+            workdir, run_history.PLOTS_PHASE, total_new)
+        raise RunComplete(workdir, metrics, plots_pending=pending)
     if total_new != total_old:
         _warn(f"{changes.describe('length')}: "
               f"{_length_note(config, num_train, total_old, total_new, reached)}")
