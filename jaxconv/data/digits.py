@@ -10,7 +10,8 @@ Features:
     to even).
   - ``label``: ``tfds.features.ClassLabel`` with names ``"0"`` .. ``"9"``.
 
-Split (fixed, version 1.0.0): a seeded, stratified random split, 1500 train / 297 test.
+Split (fixed, version 1.0.0): a seeded, stratified random split, 1500 train / 297 test
+(`jaxconv.data.offline.stratified_split`).
   1. Per class ``c``, with ``n_c`` images of that class, the test quota is the largest-remainder
      (Hamilton) apportionment of 297 over the class counts: ``floor(297 * n_c / 1797)`` each,
      then one more for the classes with the largest fractional parts (ties: lower ``c``)
@@ -38,13 +39,10 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
-from typing import Any
-
 import numpy as np
 import tensorflow_datasets as tfds
+
+from jaxconv.data.offline import OfflineBuilder, stratified_split
 
 NUM_EXAMPLES = 1797
 NUM_TEST = 297
@@ -52,20 +50,8 @@ SPLIT_SEED = 0
 CLASS_NAMES = tuple(str(i) for i in range(10))
 
 
-def _test_quotas(labels: np.ndarray, num_test: int) -> np.ndarray:
-    """Largest-remainder apportionment of `num_test` over the class counts of `labels`."""
-    counts = np.bincount(labels, minlength=len(CLASS_NAMES))
-    exact = num_test * counts / counts.sum()
-    quotas = np.floor(exact).astype(np.int64)
-    remainder = exact - quotas
-    # Stable sort on -remainder: largest fractional parts first, ties by lower class index.
-    order = np.argsort(-remainder, kind="stable")
-    quotas[order[: num_test - quotas.sum()]] += 1
-    return quotas
-
-
 def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed stratified split of the module docstring.
+    """The fixed stratified split of the module docstring (`offline.stratified_split`).
 
     Args:
       labels: int array ``(num_examples,)`` in sklearn's order (``load_digits().target``).
@@ -73,16 +59,7 @@ def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
       ``(train_indices, test_indices)``, each sorted ascending, disjoint, covering all examples.
     """
-    labels = np.asarray(labels)
-    quotas = _test_quotas(labels, NUM_TEST)
-    test = []
-    for c, quota in enumerate(quotas):
-        idx = np.flatnonzero(labels == c)
-        perm = np.random.RandomState(SPLIT_SEED + c).permutation(len(idx))
-        test.append(idx[perm[:quota]])
-    test = np.sort(np.concatenate(test))
-    train = np.setdiff1d(np.arange(len(labels)), test)
-    return train, test
+    return stratified_split(labels, NUM_TEST, SPLIT_SEED, len(CLASS_NAMES))
 
 
 def load_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -99,28 +76,7 @@ def load_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, digits.target.astype(np.int64)
 
 
-class _DropVariantWarnings(logging.Filter):
-    """Drops TFDS's "Variant folder ... has no dataset_info.json" (absl) warnings: before the
-    first build the folder is legitimately empty, which TFDS words as a broken dataset."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Variant folder")
-
-
-@contextlib.contextmanager
-def _offline_messages():
-    """TFDS's download-oriented chatter (variant warnings, progress bars) off for the block."""
-    absl_logger, drop = logging.getLogger("absl"), _DropVariantWarnings()
-    absl_logger.addFilter(drop)
-    tfds.display_progress_bar(False)
-    try:
-        yield
-    finally:
-        tfds.display_progress_bar(True)
-        absl_logger.removeFilter(drop)
-
-
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(OfflineBuilder):
     """sklearn's 8x8 digits as a TFDS dataset (``array_record``, no TensorFlow needed).
 
     Preparing it prints one line saying it is built offline from scikit-learn's bundled copy
@@ -129,29 +85,8 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Stratified random split, 1500 train / 297 test, seed 0."}
-
-    def __init__(self, *, file_format: str | None = None, **kwargs: Any):
-        """Same arguments as `tfds.core.GeneratorBasedBuilder`; ``file_format`` defaults to
-        ``"array_record"`` (the TFRecord default would need TensorFlow to write)."""
-        with _offline_messages():
-            super().__init__(file_format=file_format or "array_record", **kwargs)
-
-    def is_prepared(self) -> bool:
-        """TFDS's `is_prepared`, without its warning about the not-yet-built folder."""
-        with _offline_messages():
-            return super().is_prepared()
-
-    def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
-        """TFDS's `download_and_prepare` (nothing is downloaded), with offline messages."""
-        with _offline_messages():
-            super().download_and_prepare(*args, **kwargs)
-
-    def _log_download_bytes(self) -> None:
-        print(f"Building the digits dataset offline from scikit-learn's bundled copy "
-              f"({NUM_EXAMPLES} images, no download) into {self.data_dir}", file=sys.stderr)
-
-    def _log_download_done(self) -> None:
-        print(f"Digits dataset ready in {self.data_dir}; later runs reuse it.", file=sys.stderr)
+    SOURCE = "scikit-learn's bundled copy"
+    NUM_EXAMPLES = NUM_EXAMPLES
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(

