@@ -54,6 +54,28 @@ def test_cli_needs_a_training_workdir(tmp_path, capsys):
     assert err.startswith("error: ") and "run.json not found" in err and err.count("\n") == 1
 
 
+def test_cli_where_the_figures_cannot_be_written(trained_run, tmp_path, capsys):
+    """`plots` a file, or a figure's path a directory (what a read-only workdir or a full
+    disk also give: an OSError): one error line, exit 2, nothing else written."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run, workdir, ignore=shutil.ignore_patterns("plots"))
+    (workdir / "plots").write_text("a file")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--workdir", str(workdir)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write the figures under {workdir}: a file is in the way of the plots "
+        f"directory ({workdir}/plots)\n")
+    (workdir / "plots").unlink()
+    (workdir / "plots" / "curves.png").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--workdir", str(workdir)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the figures under {workdir}: ")
+    assert err.count("\n") == 1 and "curves.png" in err
+
+
 def test_feature_maps_of_models_without_stages():
     """LeNet-5 (no LCN, no stages): its conv and pooling outputs, activations left out."""
     model = LeNet5(10, in_channels=1, input_size=32, rngs=nnx.Rngs(0))

@@ -13,7 +13,8 @@ from jaxconv import data, pretrained
 from jaxconv.data.distortions import normalize
 from jaxconv.data.transforms import center_crop
 from jaxconv.models import StageNet
-from jaxconv.predict import Predictor
+from jaxconv.predict import ImageError, Predictor
+from jaxconv.predict.images import load_image
 from jaxconv.runs import RunInfo, load_trained_model
 from jaxconv.training.state import split_model
 from jaxconv.transfer import torch_import
@@ -68,12 +69,14 @@ def test_bad_files_get_their_own_error(tmp_path, predictor_and_model):
     results = predictor.predict_files([str(big), str(good), str(text), str(truncated),
                                        str(tmp_path / "missing.png")])
     errors = [r.error for r in results]
-    assert "is 10x12 (WxH), the model expects 8x8" in errors[0]
+    assert errors[0] is None and results[0].input == "10x12 gray -> 8x8 gray (fit)"
+    with pytest.raises(ImageError, match=r"is 10x12 \(WxH\), the model expects 8x8.*--resize"):
+        load_image(big, (8, 8, 1), "none")
     assert errors[1] is None and len(results[1].top_k) == 5
     assert "not an image file" in errors[2]
     assert errors[3].startswith(str(truncated)) and "unreadable image" in errors[3]
     assert "no such file" in errors[4]
-    assert results[0].to_json()["top_k"] == [] and "error" in results[0].to_json()
+    assert results[2].to_json()["top_k"] == [] and "error" in results[2].to_json()
 
 
 def test_array_input_errors(predictor_and_model):
@@ -105,7 +108,7 @@ def test_from_checkpoint_predicts_as_eval(trained_run, digits_dir):
     """Same probabilities as the eval path, and the test accuracy metrics.json reports."""
     predictor = Predictor.from_checkpoint(trained_run, batch_size=100)
     assert predictor.class_names == tuple(str(i) for i in range(10))
-    assert predictor.image_shape == (8, 8, 1) and predictor.resize is None
+    assert predictor.image_shape == (8, 8, 1) and predictor.resize == "fit"
     images, labels = _test_split(digits_dir)
     probs = predictor.probabilities(images)
     want = _eval_probabilities(trained_run, images)

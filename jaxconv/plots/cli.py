@@ -10,14 +10,21 @@ from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.plots.workdir import write_all
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with `fail`'s one ``error:`` line (exit 2) instead of usage + error."""
+
+    def error(self, message: str):
+        fail(f"{message} (python -m jaxconv.plots --help)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI on `argv` (None: ``sys.argv[1:]``), prints the PNG paths; returns 0.
 
     Raises:
       SystemExit: status 2 with one ``error: ...`` line for a workdir without ``run.json``
-        or a complete checkpoint.
+        or a complete checkpoint, or where the figures cannot be written.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m jaxconv.plots",
         description="Write a training run's figures as PNGs under WORKDIR/plots/: first-layer "
                     "filters, training curves, test confusion matrix, input distortions and "
@@ -30,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = write_all(args.workdir)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
+    except OSError as err:  # a read-only workdir, `plots` a file, a full disk, ...
+        fail(f"cannot write the figures under {args.workdir}: {err.strerror or err}"
+             + (f" ({err.filename})" if err.filename else ""))
     for path in paths:
         print(path)
     return 0

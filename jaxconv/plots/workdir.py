@@ -157,10 +157,18 @@ def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
     Raises:
       FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
       ValueError: an unreadable checkpoint, or one that does not fit the run's model.
+      OSError: ``workdir/plots`` cannot be made a writable directory (checked before any
+        work: a read-only workdir, a file named ``plots``), or a figure cannot be written.
     """
     workdir = os.fspath(workdir)
-    model, run = runs.load_trained_model(workdir, params=params)
     out = os.path.join(workdir, PLOTS_DIR)
+    runs.read_run_info(workdir)  # a workdir train.py wrote, before anything is created in it
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(20, "a file is in the way of the plots directory", out)
+    os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(13, "not writable", out)
+    model, run = runs.load_trained_model(workdir, params=params)
     written = []
     kernel = first_conv_kernel(model)
     if kernel is None:

@@ -3,8 +3,19 @@
 Only regular files are opened: a FIFO, a device, a socket or a directory is refused from its
 ``stat`` (opening a FIFO would wait forever for a writer). An image's size is checked from its
 header, before its pixels are decoded: against `MAX_PIXELS`, and against the size the model
-takes when the caller gives one (a 7000x7000 PNG for an 8x8 model is refused without
-decoding its 49 M pixels).
+takes when the caller asks for that size exactly (resize policy ``"none"``: a 7000x7000 PNG
+for an 8x8 model is refused without decoding its 49 M pixels).
+
+`load_image` brings a file of any size to the model's ``(H, W, C)``: colour converted to the
+model's channels first (ITU-R 601-2 luma for gray), then one of `RESIZE_POLICIES` with PIL's
+antialiased bilinear filter:
+
+- ``"fit"``: the whole image scaled to ``H x W`` (the aspect ratio changes if it differs);
+- ``"crop"``: scaled to cover ``H x W``, aspect ratio kept, the centre cut out
+  (`PIL.ImageOps.fit`);
+- ``"pad"``: scaled to fit inside ``H x W``, aspect ratio kept, the rest filled with black
+  (`PIL.ImageOps.pad`; black is the background of digits and MNIST);
+- ``"none"``: the file must already be ``H x W``.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import zlib
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Refuse images above this many pixels before decoding them (a decompression bomb guard that
 # raises our own error instead of PIL's warning). PIL's own guard (a warning above ~89M pixels,
@@ -29,6 +40,13 @@ MAX_PIXELS = 64_000_000
 # and the errors `Image.open` itself treats as "not an image".
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
                   struct.error, zlib.error)
+
+
+RESIZE_POLICIES = ("fit", "crop", "pad", "none")
+_RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking, as torchvision's
+_NONE_HINT = " (resize policy 'none'; --resize fit, crop or pad resizes it)"
+_MODE_NAMES = {"1": "1-bit", "L": "gray", "LA": "gray+alpha", "P": "palette", "PA": "palette",
+               "RGB": "RGB", "RGBA": "RGBA", "RGBX": "RGB", "CMYK": "CMYK", "YCbCr": "YCbCr"}
 
 
 class ImageError(ValueError):
@@ -89,14 +107,70 @@ def read_image(path: str | os.PathLike, channels: int,
       ImageError: missing, not a regular file, unreadable, truncated, not an image, too
         large, not `size`, or an unsupported mode — the message names the path.
     """
+    image, _ = _read(path, channels, size)
+    return _array(image)
+
+
+def load_image(path: str | os.PathLike, shape: tuple[int, int, int],
+               resize: str = "fit") -> tuple[np.ndarray, str]:
+    """Reads a file as the uint8 `shape` ``(H, W, C)`` a model takes, and says what was done.
+
+    Args:
+      path: the file.
+      shape: ``(height, width, channels)``, channels 1 (gray) or 3 (RGB).
+      resize: one of `RESIZE_POLICIES` (module docstring).
+
+    Returns:
+      ``(image, description)``: uint8 `shape`, and e.g. ``"320x240 RGB -> 8x8 gray (fit)"``
+      or ``"8x8 gray"`` (nothing changed).
+
+    Raises:
+      ImageError: as `read_image`; with ``resize="none"``, a file of another size.
+      ValueError: an unknown `resize`.
+    """
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+    height, width, channels = shape
+    exact = (height, width) if resize == "none" else None
+    image, source = _read(path, channels, exact)
+    size = (width, height)
+    if image.size != size:
+        if resize == "crop":
+            image = ImageOps.fit(image, size, _RESAMPLE)
+        elif resize == "pad":
+            image = ImageOps.pad(image, size, _RESAMPLE, color=0)
+        else:
+            image = image.resize(size, _RESAMPLE)
+    return _array(image), describe(source, (height, width, channels), resize)
+
+
+def describe(source: tuple[int, int, str], shape: tuple[int, int, int], resize: str) -> str:
+    """``"320x240 RGB -> 8x8 gray (fit)"``: a file's ``(width, height, PIL mode)`` and what
+    `resize` made of it for a model taking `shape` ``(H, W, C)``; ``"8x8 gray"`` when the
+    file is used as it is."""
+    width, height, mode = source
+    before = f"{width}x{height} {_MODE_NAMES.get(mode, mode)}"
+    after = f"{shape[1]}x{shape[0]} {'gray' if shape[-1] == 1 else 'RGB'}"
+    if (height, width) != tuple(shape[:2]):
+        return f"{before} -> {after} ({resize})"
+    return after if before == after else f"{before} -> {after}"
+
+
+def _read(path, channels: int, size) -> tuple[Image.Image, tuple[int, int, str]]:
+    """The file converted to `channels`, and its ``(width, height, mode)`` before that."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     with _open_regular(path) as f:
         return _decode(f, path, channels, size)
 
 
-def _decode(f: BinaryIO, path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """`read_image` on the opened file `f`."""
+def _array(image: Image.Image) -> np.ndarray:
+    array = np.asarray(image, np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _decode(f: BinaryIO, path, channels: int, size: tuple[int, int] | None):
+    """`_read` on the opened file `f`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -113,11 +187,12 @@ def _decode(f: BinaryIO, path, channels: int, size: tuple[int, int] | None) -> n
                 raise ImageError(f"{path}: {img.width}x{img.height} pixels is larger than the "
                                  f"{MAX_PIXELS:,}-pixel limit")
             if size is not None and (img.height, img.width) != tuple(size):
-                raise ImageError(_size_message(path, img.width, img.height, size))
+                raise ImageError(_size_message(path, img.width, img.height, size, _NONE_HINT))
             if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 raise ImageError(f"{path}: {img.mode} images (16-bit/float) are not supported; "
                                  "save it as 8-bit gray or RGB")
             img.load()
+            source = (img.width, img.height, img.mode)
             mode = "L" if channels == 1 else "RGB"
             if img.mode == "P" and "transparency" in img.info:
                 # Through RGBA, as PIL asks (a direct convert warns on every such file).
@@ -128,13 +203,12 @@ def _decode(f: BinaryIO, path, channels: int, size: tuple[int, int] | None) -> n
         raise
     except _DECODE_ERRORS as e:  # truncated / corrupt data
         raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
-    array = np.asarray(converted, np.uint8)
-    return array[..., None] if channels == 1 else array
+    return converted, source
 
 
-def _size_message(path, width: int, height: int, expected_hw) -> str:
+def _size_message(path, width: int, height: int, expected_hw, hint: str = "") -> str:
     return (f"{path}: image is {width}x{height} (WxH), the model expects "
-            f"{expected_hw[1]}x{expected_hw[0]} like its dataset's images")
+            f"{expected_hw[1]}x{expected_hw[0]} like its dataset's images{hint}")
 
 
 def check_size(image: np.ndarray, path, expected_hw: tuple[int, int]) -> np.ndarray:

@@ -14,9 +14,16 @@ from flax import nnx
 
 from jaxconv.data.distortions import normalize
 from jaxconv.data.transforms import center_crop
-from jaxconv.predict.images import ImageError, check_size, read_image
+from jaxconv.predict.images import (
+    RESIZE_POLICIES,
+    ImageError,
+    check_size,
+    describe,
+    load_image,
+    read_image,
+)
 from jaxconv.runs import RunInfo, load_trained_model, make_crop
-from jaxconv.transfer import preprocessing, torch_import
+from jaxconv.transfer import paths, preprocessing, torch_import
 
 # Labels per image when the caller does not say (fewer if the model has fewer classes).
 DEFAULT_TOP_K = 5
@@ -24,18 +31,33 @@ DEFAULT_TOP_K = 5
 
 @dataclasses.dataclass(frozen=True)
 class FilePrediction:
-    """Top-k `(label, probability)` for one file, or the error that kept it from a prediction."""
+    """Top-k `(label, probability)` for one file, or the error that kept it from a prediction.
+
+    Attributes:
+      file: the path as given.
+      top_k: ``(label, probability)`` pairs, most probable first; empty after an error.
+      error: why the file got no prediction, or None.
+      input: what was done to the file (`jaxconv.predict.images.describe`), e.g.
+        ``"28x28 -> 8x8 (fit), RGB -> gray"``; empty after an error.
+    """
 
     file: str
     top_k: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    input: str = ""
 
     def to_json(self) -> dict:
-        record = {"file": self.file,
-                  "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}
+        record = {"file": self.file} | ({"input": self.input} if self.input else {})
+        record["top_k"] = [{"label": label, "probability": p} for label, p in self.top_k]
         if self.error is not None:
             record["error"] = self.error
         return record
+
+
+def nonfinite_params(model: nnx.Module) -> list[str]:
+    """The names (``stage1/conv/kernel``) of `model`'s parameters holding a NaN or an inf."""
+    return [name for name, value in paths.flat_params(nnx.state(model, nnx.Param)).items()
+            if not np.isfinite(np.asarray(value)).all()]
 
 
 class Predictor:
@@ -47,8 +69,13 @@ class Predictor:
       image_shape: `(H, W, C)` the model takes (the dataset's image shape).
       mean, std: the dataset's normalisation (`DatasetInfo.mean` / `.std`, [0, 1] scale).
       batch_size: images per jitted call; inputs are padded to it (one compilation).
-      resize: optional `uint8 (h, w, c) -> uint8 image_shape` for variable-size inputs
-        (ImageNet: resize 256 + centre crop 224); None requires files of `image_shape`.
+      resize: what `predict_files` does to a file of another size: a policy of
+        `jaxconv.predict.images.RESIZE_POLICIES` (``"fit"``, ``"crop"``, ``"pad"``,
+        ``"none"``: refuse it; None is ``"none"``), or a function
+        `uint8 (h, w, c) -> uint8 image_shape` (ImageNet: resize 256 + centre crop 224).
+
+    Raises:
+      ValueError: `batch_size` not a positive integer, or an unknown `resize` policy.
 
     Build one from a training workdir with `from_checkpoint`, from torchvision weights with
     `from_torch`.
@@ -56,43 +83,62 @@ class Predictor:
 
     def __init__(self, model: nnx.Module, *, class_names: Sequence[str],
                  image_shape: Sequence[int], mean, std, batch_size: int = 64,
-                 resize: Callable[[np.ndarray], np.ndarray] | None = None):
+                 resize: str | Callable[[np.ndarray], np.ndarray] | None = "fit"):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        resize = "none" if resize is None else resize
+        if not callable(resize) and resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES} or a function, "
+                             f"got {resize!r}")
         model.eval()
         self.graphdef, self.state = nnx.split(model)
         self.class_names = tuple(class_names)
         self.image_shape = tuple(image_shape)
         self.mean, self.std = tuple(mean), tuple(std)
-        self.batch_size, self.resize = batch_size, resize
+        self.batch_size, self.resize = int(batch_size), resize
         self._probs = jax.jit(self._probabilities)
 
     @classmethod
     def from_checkpoint(cls, workdir: str | os.PathLike, *, batch_size: int = 64,
-                        dtype=None) -> Predictor:
+                        dtype=None, resize: str | None = None) -> Predictor:
         """The model of a training workdir (newest checkpoint) with its eval preprocessing.
 
         Class names, image shape and normalization come from the run's ``run.json`` (its
-        dataset's metadata; with ``config.classes`` the names of the kept classes, in order);
-        variable-size datasets (imagenet2012) get the eval resize + central crop.
+        dataset's metadata; with ``config.classes`` the names of the kept classes, in order).
 
         Args:
           workdir: a directory ``train.py`` wrote (``run.json`` + ``checkpoints/``).
           batch_size: images per jitted call.
           dtype: compute dtype (``"float32"``, ``"bfloat16"``); None: the run's
             ``config.compute_dtype``. Parameters and probabilities stay float32.
+          resize: a policy of `RESIZE_POLICIES` for files of another size; None: the
+            dataset's (the eval resize + central crop for variable-size datasets such as
+            imagenet2012, ``"fit"`` for the others).
 
         Raises:
           FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
-          ValueError: an unreadable checkpoint, or one that does not fit the model.
+          ValueError: an unreadable checkpoint, one that does not fit the model, or one with
+            NaN or infinite parameters (a diverged run); a bad `batch_size` or `resize`.
         """
         model, run = load_trained_model(workdir, dtype=dtype)
-        return cls.for_run(model, run, batch_size=batch_size)
+        if bad := nonfinite_params(model):
+            raise ValueError(f"{workdir}: the newest checkpoint has NaN or infinite parameters "
+                             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run "
+                             "diverged; train it again (e.g. a lower learning rate)")
+        return cls.for_run(model, run, batch_size=batch_size, resize=resize)
 
     @classmethod
-    def for_run(cls, model: nnx.Module, run: RunInfo, *, batch_size: int = 64) -> Predictor:
-        """`model` with the eval preprocessing of the training run `run` describes."""
+    def for_run(cls, model: nnx.Module, run: RunInfo, *, batch_size: int = 64,
+                resize: str | None = None) -> Predictor:
+        """`model` with the eval preprocessing of the training run `run` describes.
+
+        `resize` as in `from_checkpoint`.
+        """
         data = run.dataset
-        crop = make_crop(run.config)
-        resize = None if crop is None else functools.partial(center_crop, crop=crop)
+        if resize is None:
+            crop = make_crop(run.config)
+            resize = "fit" if crop is None else functools.partial(center_crop, crop=crop)
         return cls(model, class_names=data.class_names, image_shape=data.image_shape,
                    mean=data.mean, std=data.std, batch_size=batch_size, resize=resize)
 
@@ -164,23 +210,39 @@ class Predictor:
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Reads one file as the uint8 image the model takes (raises `ImageError`)."""
-        # A model without a resize takes one size: checked from the header, before decoding.
-        size = self.image_shape[:2] if self.resize is None else None
-        image = read_image(path, self.image_shape[-1], size)
-        if self.resize is not None:
-            image = self.resize(image)
-        return check_size(image, path, self.image_shape[:2])
+        return self._load(path)[0]
+
+    def _load(self, path) -> tuple[np.ndarray, str]:
+        """`load`, and what was done to the file (`jaxconv.predict.images.describe`)."""
+        if not callable(self.resize):
+            return load_image(path, self.image_shape, self.resize)
+        image = read_image(path, self.image_shape[-1])
+        source = (image.shape[1], image.shape[0], "L" if image.shape[-1] == 1 else "RGB")
+        image = check_size(self.resize(image), path, self.image_shape[:2])
+        name = getattr(self.resize, "__name__", None) or getattr(
+            getattr(self.resize, "func", None), "__name__", "resize")
+        return image, describe(source, self.image_shape, name)
 
     def predict_files(self, paths: Sequence[str], top_k: int | None = None) -> list[FilePrediction]:
-        """Predicts every readable file; a bad file gets its error, the others still run."""
+        """Predicts every readable file; a bad file gets its error, the others still run.
+
+        A file whose probabilities are not finite (NaN or infinite: a diverged model) gets an
+        error instead of them.
+        """
         images, good, results = [], [], {}
         for path in paths:
             try:
-                images.append(self.load(path))
-                good.append(str(path))
+                image, done = self._load(path)
+                images.append(image)
+                good.append((str(path), done))
             except ImageError as e:
                 results[str(path)] = FilePrediction(str(path), error=str(e))
         if images:
-            for path, top in zip(good, self.predict(np.stack(images), top_k)):
-                results[path] = FilePrediction(path, top)
+            for (path, done), top in zip(good, self.predict(np.stack(images), top_k)):
+                if all(np.isfinite(p) for _, p in top):
+                    results[path] = FilePrediction(path, top, input=done)
+                else:
+                    results[path] = FilePrediction(
+                        path, error=f"{path}: the model's probabilities are not finite (NaN "
+                        "or infinite parameters or activations)", input=done)
         return [results[str(p)] for p in paths]

@@ -78,11 +78,11 @@ def test_wrong_size_is_refused_from_the_header(tmp_path, predictor):
     start = time.perf_counter()
     [result] = predictor.predict_files([str(big)])
     assert time.perf_counter() - start < 1.0
-    assert result.error == f"{big}: {expected}"
+    assert result.error.startswith(f"{big}: {expected}")
     # Pixel data that is not zlib: decoding would fail before any size check.
     header_only = _gray_png(tmp_path / "header.png", 7000, 7000, b"not zlib")
     [result] = predictor.predict_files([str(header_only)])
-    assert result.error == f"{header_only}: {expected}"
+    assert result.error.startswith(f"{header_only}: {expected}")
     with pytest.raises(ImageError, match="unreadable image"):  # Decoding it does fail.
         read_image(header_only, 1)
 def test_control_characters_in_names_are_escaped_in_the_table(tmp_path, predictor):
