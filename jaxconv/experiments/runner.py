@@ -1,0 +1,199 @@
+"""Trains every variant x seed of an `Experiment` and evaluates each run, resuming on rerun.
+
+Layout of the experiment's workdir ``W``::
+
+    W/<variant>/seed<k>/            the trainer's workdir (run.json, checkpoints, metrics.json)
+    W/<variant>/seed<k>/result.json this runner's record of the run (see `run_one`)
+    W/report.md, W/results.json     written by `jaxconv.experiments.report`
+
+A run whose ``result.json`` exists with the same settings is skipped; a training run that
+was stopped resumes from its checkpoint (the trainer's own resume); a finished training run
+without ``result.json`` is only evaluated. ``eval_of`` variants train nothing: they load the
+checkpoint of their training variant's run with the same seed and evaluate it on transformed
+test images. Every run's train accuracy is measured here on the clean (undistorted) training
+images (at most `MAX_TRAIN_EVAL` of them), so the train/test gap compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from etils import epath
+
+from jaxconv import runs, training
+from jaxconv.data import readers, sources
+from jaxconv.experiments.spec import Experiment, Variant, apply_overrides
+from jaxconv.predict import Predictor
+
+RESULT_FILE = "result.json"
+MAX_TRAIN_EVAL = 10_000  # Training images evaluated for the train accuracy (the first ones).
+EVAL_BATCH = 500
+
+
+class ExperimentError(Exception):
+    """A workdir that holds results of other settings (the message says which run)."""
+
+
+def run_dir(workdir: str | epath.PathLike, variant: str, seed: int) -> epath.Path:
+    """``workdir/<variant>/seed<seed>``."""
+    return epath.Path(workdir) / variant / f"seed{seed}"
+
+
+def training_config(experiment: Experiment, variant: Variant, seed: int, quick: bool):
+    """The trainer's config for one training run: base + overrides (+ quick), this seed.
+
+    The progress bar and the end-of-run plots are turned off (bookkeeping keys).
+    """
+    config = apply_overrides(experiment.base, variant.overrides)
+    if quick:
+        config = apply_overrides(config, experiment.quick)
+    config.seed = seed
+    config.progress_bar = False
+    config.write_plots = False
+    return config
+
+
+def _settings(experiment: Experiment, variant: Variant, seed: int, quick: bool) -> dict:
+    """What a ``result.json`` must match to be reused (JSON-normalized)."""
+    record = {"seed": seed, "quick": quick, "eval_of": variant.eval_of,
+              "overrides": dict(variant.overrides),
+              "quick_overrides": dict(experiment.quick) if quick else {},
+              "eval_transform": repr(variant.eval_transform) if variant.eval_transform else ""}
+    return json.loads(json.dumps(record, default=repr))
+
+
+class _Arrays:
+    """The clean images of a dataset's splits, read once per (dataset, data_dir, classes)."""
+
+    def __init__(self):
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+        classes = tuple(config["classes"]) or None
+        key = (config["dataset"], runs.data_dir(config), classes, split)
+        if key not in self._cache:
+            spec = sources.get_spec(config["dataset"])
+            name = spec.train_split if split == "train" else spec.test_split
+            _, (source,) = sources.open_sources(key[0], key[1], [name], classes)
+            self._cache[key] = readers.load_arrays(source)
+        return self._cache[key]
+
+
+def _accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> float:
+    probs = predictor.probabilities(images)
+    return float(np.mean(np.argmax(probs, axis=-1) == labels))
+
+
+def _steps_to(history: list[dict], target: float) -> int | None:
+    """The first evaluated step whose test accuracy reaches `target` (None if none does)."""
+    for record in history:
+        if record.get("test_accuracy", -1.0) >= target:
+            return int(record["step"])
+    return None
+
+
+def _train(config, directory: epath.Path) -> dict:
+    """Trains (or resumes) into `directory`; returns its ``metrics.json``."""
+    try:
+        training.train_and_evaluate(config, str(directory))
+    except training.RunComplete:
+        pass  # Trained before; only the evaluation below is missing.
+    return runs.read_metrics(str(directory))
+
+
+def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *,
+            quick: bool, arrays: _Arrays | None = None) -> tuple[dict, bool]:
+    """One run of the table: trains (or reuses) and evaluates; writes ``result.json``.
+
+    Args:
+      experiment: the experiment.
+      variant: one of its variants.
+      seed: one of its seeds.
+      workdir: the experiment's workdir.
+      quick: apply ``experiment.quick``.
+      arrays: a cache of dataset arrays shared between runs (None: a fresh one).
+
+    Returns:
+      ``(result, reused)``: the record (``test_accuracy``, ``train_accuracy``, ``gap``,
+      ``num_params``, ``train_seconds``, ``eval_seconds``, ``steps``, ``steps_to_target``,
+      ``settings``) and whether it was read back from an earlier run.
+
+    Raises:
+      ExperimentError: the run's ``result.json`` was written with other settings.
+    """
+    arrays = arrays or _Arrays()
+    directory = run_dir(workdir, variant.name, seed)
+    settings = _settings(experiment, variant, seed, quick)
+    result_path = directory / RESULT_FILE
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+        if result.get("settings") != settings:
+            raise ExperimentError(
+                f"{directory} holds a run with other settings ({result.get('settings')} vs "
+                f"{settings}): use another --workdir, or delete that folder to rerun it")
+        return result, True
+    source = variant.eval_of or variant.name
+    train_dir = run_dir(workdir, source, seed)
+    config = training_config(experiment, experiment.variant(source), seed, quick)
+    if variant.trains:
+        metrics = _train(config, train_dir)
+    else:
+        metrics = runs.read_metrics(str(train_dir))
+        if metrics is None:
+            raise ExperimentError(f"{train_dir} has no finished run for {variant.name!r}")
+    start = time.perf_counter()
+    predictor = Predictor.from_checkpoint(str(train_dir), batch_size=EVAL_BATCH)
+    test_images, test_labels = arrays.get(config, "test")
+    if variant.eval_transform is not None:
+        test_images = variant.eval_transform(test_images)
+    train_images, train_labels = arrays.get(config, "train")
+    test_acc = _accuracy(predictor, test_images, test_labels)
+    train_acc = _accuracy(predictor, train_images[:MAX_TRAIN_EVAL],
+                          train_labels[:MAX_TRAIN_EVAL])
+    result = {
+        "variant": variant.name, "seed": seed, "settings": settings,
+        "test_accuracy": test_acc, "train_accuracy": train_acc, "gap": train_acc - test_acc,
+        "num_params": metrics.get("num_params"), "steps": metrics["step"],
+        # The trainer's wall time, summed over the segments of a resumed run.
+        "train_seconds": float(metrics.get("wall_seconds") or 0.0) if variant.trains else 0.0,
+        "eval_seconds": time.perf_counter() - start,
+        "steps_to_target": (_steps_to(metrics.get("history", []), experiment.target_accuracy)
+                            if experiment.target_accuracy else None),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.rename(result_path)
+    return result, False
+
+
+def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
+                   log: Callable[[str], None] = print) -> list[dict]:
+    """Runs every variant x seed (`run_one`), in order, printing ``variant i/N`` progress.
+
+    Args:
+      experiment: the experiment.
+      workdir: its workdir (local path or ``gs://``).
+      quick: ``experiment.quick`` overrides and the first seed only.
+      log: where progress lines go.
+
+    Returns:
+      Every run's result record, in variant then seed order.
+    """
+    seeds = experiment.seeds[:1] if quick else experiment.seeds
+    arrays, results = _Arrays(), []
+    total = len(experiment.variants)
+    for i, variant in enumerate(experiment.variants, 1):
+        for seed in seeds:
+            start = time.perf_counter()
+            result, reused = run_one(experiment, variant, seed, workdir, quick=quick,
+                                     arrays=arrays)
+            how = "done before" if reused else f"{time.perf_counter() - start:.0f} s"
+            log(f"variant {i}/{total} {variant.name} seed {seed}: test accuracy "
+                f"{100 * result['test_accuracy']:.2f}% ({how})")
+            results.append(result)
+    return results

