@@ -150,11 +150,15 @@ def test_report_table_from_results():
                      claims=(Claim("a>b", "a wins", "a", "b"),))
     acc = {"a": [0.99, 0.98, 0.985], "b": [0.90, 0.91, 0.92], "a-shift": [0.5, 0.6, 0.7]}
     results = [{"variant": v, "seed": k, "test_accuracy": x, "train_accuracy": 1.0,
-                "gap": 1.0 - x, "num_params": 1234, "train_seconds": 10.0, "eval_seconds": 1.0,
+                "gap": 1.0 - x, "drop": acc["a"][k] - x if v == "a-shift" else None,
+                "num_params": 1234, "train_seconds": 10.0, "eval_seconds": 1.0,
                 "steps_to_target": None} for v, xs in acc.items() for k, x in enumerate(xs)]
     text = report.table(exp, results)
-    assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 | 10.0 | 3 |" in text
-    assert "| a-shift | eval of a: Shift(dy=0, dx=1) | 1,234 | 60.0 ± 24.8 |" in text
+    assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 |  | 10.0 | 3 |" in text
+    drop = stats.format_summary(stats.summarize([0.49, 0.38, 0.285]))  # 0.985 - 0.6 = 0.385
+    assert drop == "38.5 ± 25.5"
+    assert (f"| a-shift | eval of a: Shift(dy=0, dx=1) | 1,234 | 60.0 ± 24.8 | 100.0 ± 0.0 | "
+            f"40.0 ± 24.8 | {drop} | 1.0 | 3 |") in text
     assert text.rstrip().endswith("| a>b | a wins | test_accuracy: a 98.5 ± 1.2 vs b 91.0 ± 2.5 "
                                   "| supported |")
 
@@ -178,7 +182,9 @@ def _digits_experiment(data_dir):
     return Experiment(
         "digits smoke", base,
         (Variant("max"), Variant("avg", {"model_kwargs.pool": "avg"}),
-         Variant("max-bright", eval_of="max", eval_transform=transforms.Brightness(0.3))),
+         Variant("max-bright", eval_of="max", eval_transform=transforms.Brightness(0.3)),
+         Variant("finetune", {"init.checkpoint": experiments.RunOf("max"),
+                              "freeze.first_layers": 1})),
         seeds=(0, 1), quick={"num_train_steps": 4, "checkpoint_every_steps": 4},
         claims=(Claim("max>avg", "max wins", "max", "avg"),))
 
@@ -188,13 +194,21 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     exp = _digits_experiment(digits_dir)
     lines = []
     results = experiments.run_experiment(exp, str(tmp_path), quick=True, log=lines.append)
-    assert [(r["variant"], r["seed"]) for r in results] == [("max", 0), ("avg", 0),
-                                                            ("max-bright", 0)]
+    assert [(r["variant"], r["seed"]) for r in results] == [
+        ("max", 0), ("avg", 0), ("max-bright", 0), ("finetune", 0)]
     assert [line.split(":")[0] for line in lines] == [
-        "variant 1/3 max seed 0", "variant 2/3 avg seed 0", "variant 3/3 max-bright seed 0"]
+        "variant 1/4 max seed 0", "variant 2/4 avg seed 0", "variant 3/4 max-bright seed 0",
+        "variant 4/4 finetune seed 0"]
     for r in results:
         assert r["steps"] == 4 and 0 <= r["test_accuracy"] <= 1
         np.testing.assert_allclose(r["gap"], r["train_accuracy"] - r["test_accuracy"])
+    bright = results[2]
+    np.testing.assert_allclose(bright["drop"], results[0]["test_accuracy"]
+                               - bright["test_accuracy"])
+    assert bright["train_accuracy"] == results[0]["train_accuracy"] and results[0]["drop"] is None
+    # RunOf: the fine-tuning run started from the "max" run of the same seed.
+    ft = json.loads((tmp_path / "finetune" / "seed0" / "run.json").read_text())
+    assert ft["config"]["init"]["checkpoint"] == str(tmp_path / "max" / "seed0")
     metrics = json.loads((tmp_path / "max" / "seed0" / "metrics.json").read_text())
     assert metrics["test_examples"] == 297 and metrics["step"] == 4
     assert not (tmp_path / "max-bright" / "seed0" / "checkpoints").exists()  # Eval only.
@@ -209,7 +223,7 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     assert (tmp_path / "report.md").read_text().count("| max-bright |") == 1
     assert "inconclusive" in text  # One seed: no interval.
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["quick"] and len(saved["runs"]) == 3
+    assert saved["quick"] and len(saved["runs"]) == 4
 
 
 @pytest.mark.slow

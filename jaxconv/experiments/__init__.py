@@ -20,7 +20,14 @@ extras.require("train", feature=__name__)
 
 from jaxconv.experiments.report import table, write  # noqa: E402
 from jaxconv.experiments.runner import ExperimentError, run_dir, run_experiment, run_one  # noqa: E402
-from jaxconv.experiments.spec import Claim, Experiment, Variant, apply_overrides, load  # noqa: E402
+from jaxconv.experiments.spec import (  # noqa: E402
+    Claim,
+    Experiment,
+    RunOf,
+    Variant,
+    apply_overrides,
+    load,
+)
 from jaxconv.experiments.stats import Summary, summarize, verdict  # noqa: E402
 from jaxconv.experiments.transforms import Brightness, Contrast, Gradient, Shift  # noqa: E402
 
@@ -31,6 +38,7 @@ __all__ = [
     "Experiment",
     "ExperimentError",
     "Gradient",
+    "RunOf",
     "Shift",
     "Summary",
     "Variant",

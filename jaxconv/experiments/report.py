@@ -45,7 +45,7 @@ def summaries(experiment: Experiment, results: Sequence[dict]) -> dict[str, dict
         seconds = [r["train_seconds"] if v.trains else r["eval_seconds"] for r in rows]
         out[v.name] = {
             metric: stats.summarize([r.get(metric) for r in rows])
-            for metric in ("test_accuracy", "train_accuracy", "gap", "steps_to_target")
+            for metric in ("test_accuracy", "train_accuracy", "gap", "drop", "steps_to_target")
         }
         out[v.name].update(num_params=rows[0]["num_params"] if rows else None,
                            seconds=sum(seconds) / len(seconds) if seconds else math.nan,
@@ -62,19 +62,21 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
     """The markdown table of the variants (and, if any, of the claims)."""
     summ = summaries(experiment, results)
     steps = bool(experiment.target_accuracy)
+    drops = any(not v.trains for v in experiment.variants)
     head = ["variant", "settings", "parameters", "test accuracy %", "train accuracy %",
-            "gap (points)", "time/seed (s)", "seeds"]
-    if steps:
-        head.insert(6, f"steps to {100 * experiment.target_accuracy:g}%")
+            "gap (points)"]
+    head += ["drop (points)"] * drops
+    head += [f"steps to {100 * experiment.target_accuracy:g}%"] * steps
+    head += ["time/seed (s)", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in experiment.variants:
         s = summ[v.name]
         params = f"{s['num_params']:,}" if s["num_params"] is not None else "—"
         cells = [v.name, _settings_text(v), params, stats.format_summary(s["test_accuracy"]),
-                 stats.format_summary(s["train_accuracy"]), stats.format_summary(s["gap"]),
-                 f"{s['seconds']:.1f}", str(s["seeds"])]
-        if steps:
-            cells.insert(6, _fmt_steps(s["steps_to_target"], s["seeds"]))
+                 stats.format_summary(s["train_accuracy"]), stats.format_summary(s["gap"])]
+        cells += [stats.format_summary(s["drop"]) if not v.trains else ""] * drops
+        cells += [_fmt_steps(s["steps_to_target"], s["seeds"])] * steps
+        cells += [f"{s['seconds']:.1f}", str(s["seeds"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if experiment.claims:
         lines += ["", "| claim | statement | measured (better vs worse) | verdict |",

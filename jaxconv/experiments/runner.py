@@ -17,6 +17,7 @@ images (at most `MAX_TRAIN_EVAL` of them), so the train/test gap compares like w
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from etils import epath
 
 from jaxconv import runs, training
 from jaxconv.data import readers, sources
-from jaxconv.experiments.spec import Experiment, Variant, apply_overrides
+from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides
 from jaxconv.predict import Predictor
 
 RESULT_FILE = "result.json"
@@ -43,12 +44,24 @@ def run_dir(workdir: str | epath.PathLike, variant: str, seed: int) -> epath.Pat
     return epath.Path(workdir) / variant / f"seed{seed}"
 
 
-def training_config(experiment: Experiment, variant: Variant, seed: int, quick: bool):
+def _absolute(path: epath.Path) -> str:
+    """`path` as a string, made absolute when local (the trainer may run elsewhere)."""
+    text = str(path)
+    return text if "://" in text else os.path.abspath(text)
+
+
+def training_config(experiment: Experiment, variant: Variant, seed: int, quick: bool,
+                    workdir: str):
     """The trainer's config for one training run: base + overrides (+ quick), this seed.
+
+    A `RunOf` override becomes ``workdir/<variant>/seed<seed>``.
 
     The progress bar and the end-of-run plots are turned off (bookkeeping keys).
     """
-    config = apply_overrides(experiment.base, variant.overrides)
+    overrides = {key: _absolute(run_dir(workdir, value.variant, seed))
+                 if isinstance(value, RunOf) else value
+                 for key, value in variant.overrides.items()}
+    config = apply_overrides(experiment.base, overrides)
     if quick:
         config = apply_overrides(config, experiment.quick)
     config.seed = seed
@@ -96,6 +109,14 @@ def _steps_to(history: list[dict], target: float) -> int | None:
     return None
 
 
+def _drop(workdir: str, variant: Variant, seed: int, test_accuracy: float) -> float | None:
+    """An eval_of row: its training variant's clean test accuracy minus `test_accuracy`."""
+    if variant.trains:
+        return None
+    parent = json.loads((run_dir(workdir, variant.eval_of, seed) / RESULT_FILE).read_text())
+    return parent["test_accuracy"] - test_accuracy
+
+
 def _train(config, directory: epath.Path) -> dict:
     """Trains (or resumes) into `directory`; returns its ``metrics.json``."""
     try:
@@ -138,7 +159,7 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         return result, True
     source = variant.eval_of or variant.name
     train_dir = run_dir(workdir, source, seed)
-    config = training_config(experiment, experiment.variant(source), seed, quick)
+    config = training_config(experiment, experiment.variant(source), seed, quick, workdir)
     if variant.trains:
         metrics = _train(config, train_dir)
     else:
@@ -161,6 +182,7 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         # The trainer's wall time, summed over the segments of a resumed run.
         "train_seconds": float(metrics.get("wall_seconds") or 0.0) if variant.trains else 0.0,
         "eval_seconds": time.perf_counter() - start,
+        "drop": _drop(workdir, variant, seed, test_acc),
         "steps_to_target": (_steps_to(metrics.get("history", []), experiment.target_accuracy)
                             if experiment.target_accuracy else None),
     }

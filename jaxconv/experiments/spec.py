@@ -21,7 +21,18 @@ import numpy as np
 
 # uint8 (N, H, W, C) test images -> uint8 images of the same shape.
 EvalTransform = Callable[[np.ndarray], np.ndarray]
-METRICS = ("test_accuracy", "train_accuracy", "gap", "steps_to_target")
+METRICS = ("test_accuracy", "train_accuracy", "gap", "drop", "steps_to_target")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOf:
+    """An override value: the workdir of `variant`'s run with the same seed.
+
+    ``{"init.checkpoint": RunOf("pretrain")}`` fine-tunes from the run of the earlier
+    training variant "pretrain" with the same seed (transfer learning inside one experiment).
+    """
+
+    variant: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +43,13 @@ class Variant:
       name: unique in the experiment; also its folder, ``<workdir>/<name>/seed<k>``, so it
         may contain letters, digits, ``-``, ``_``, ``.`` and ``=`` only.
       overrides: dotted config keys -> values applied to the base config
-        (``{"model_kwargs.pool": "avg", "optimizer.momentum": 0.0}``).
+        (``{"model_kwargs.pool": "avg", "optimizer.momentum": 0.0}``); a `RunOf` value
+        becomes the path of another variant's run with the same seed.
       eval_of: the name of an earlier training variant whose runs this row evaluates instead
         of training its own; "" for a training variant.
       eval_transform: applied to the test images before evaluating (``eval_of`` variants
-        only): uint8 ``(N, H, W, C)`` -> uint8, same shape.
+        only): uint8 ``(N, H, W, C)`` -> uint8, same shape. Its row's ``drop`` is the
+        training variant's clean test accuracy minus this one, per seed.
       description: one line for the report.
     """
 
@@ -67,7 +80,8 @@ class Claim:
       better: the variant the claim says wins.
       worse: the variant it is compared with.
       metric: one of `METRICS`.
-      higher_is_better: False for metrics where less wins (the gap, steps to a target).
+      higher_is_better: False for metrics where less wins (the gap, the drop under an
+        evaluation transform, steps to a target).
     """
 
     name: str
@@ -137,6 +151,11 @@ def check(experiment: Experiment) -> None:
                                  f"eval_transform and no overrides")
         elif v.eval_transform is not None:
             raise ValueError(f"variant {v.name!r}: eval_transform needs eval_of")
+        for value in v.overrides.values():
+            if isinstance(value, RunOf) and (value.variant not in seen
+                                             or not seen[value.variant].trains):
+                raise ValueError(f"variant {v.name!r}: RunOf({value.variant!r}) must name an "
+                                 f"earlier training variant")
         seen[v.name] = v
     for claim in experiment.claims:
         for name in (claim.better, claim.worse):
