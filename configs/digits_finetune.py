@@ -6,7 +6,7 @@
 Loads every parameter of ``runs/digits_pretrain`` except the classifier (``output/*`` stays
 freshly initialized: new classes), freezes both conv stages (``first_layers=2``: zero
 updates, no weight decay) and trains the head on a small budget. The same budget from
-scratch, for comparison (README, "Transfer learning")::
+scratch, for comparison (docs/transfer.md, "From the config")::
 
     python train.py --config configs/digits_finetune.py --workdir runs/digits_scratch \\
         --config.init.checkpoint= --config.init.exclude= --config.freeze.first_layers=0

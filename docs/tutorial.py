@@ -341,7 +341,7 @@ save(fig, "training")
 #
 # `configs/digits_finetune.py` loads the run above except its classifier (`init.exclude`),
 # freezes both conv stages (`freeze.first_layers = 2`) and trains a new head on digits 5–9 for
-# 30 steps. On 8×8 digits the stages help little if at all (README); the mechanics are the point.
+# 30 steps. On 8×8 digits the stages help little if at all; the mechanics are the point.
 
 # %%
 def finetune(workdir, *, from_pretrained):

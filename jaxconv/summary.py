@@ -1,4 +1,4 @@
-"""Parameter, FLOP and receptive-field accounting: the lecture's "why convolution" in numbers.
+r"""Parameter, FLOP and receptive-field accounting: the lecture's "why convolution" in numbers.
 
     python -m jaxconv.summary --model lenet5 [--input-shape 32,32,1]
     python -m jaxconv.summary --compare --input-shape 200,200,1 --hidden 40000 --kernel 10 \

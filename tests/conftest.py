@@ -10,6 +10,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    """With ``-n N`` and no ``--dist``, idle xdist workers steal queued tests from busy ones
+    (``--dist=worksteal``: a shorter wall time). Set here, not in pyproject's addopts, so
+    that ``pytest -p no:xdist`` still runs."""
+    explicit = any(arg.startswith("--dist") for arg in config.invocation_params.args)
+    if getattr(config.option, "dist", None) == "load" and not explicit:
+        config.option.dist = "worksteal"
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory):
     """One tfds data_dir per test session: the digits dataset is prepared into it once."""

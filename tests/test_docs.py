@@ -218,3 +218,27 @@ def test_built_site_shows_docstring_examples_as_code(tmp_path):
         prompts[str(page.parent.relative_to(site))] = checker.prompts_in_code
     pages = ("functional", "transfer", "training", "pretrained")  # the examples' pages
     assert all(prompts[f"api/{name}"] for name in pages), prompts
+
+
+def test_references_to_named_sections_exist():
+    """`(README, "Transfer learning")` and the like name a heading of that file; a bare
+    `(README)` points at nothing in particular."""
+    named = re.compile(r"\((README|docs/[\w-]+\.md), \"([^\"]+)\"\)")
+    files = [*(ROOT / "docs").glob("*.py"), *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "configs").glob("*.py"), *(ROOT / "jaxconv").rglob("*.py")]
+    for path in files:
+        text = path.read_text()
+        assert "(README)" not in text, path
+        for target, section in named.findall(text):
+            page = ROOT / ("README.md" if target == "README" else target)
+            headings = [line.lstrip("#").strip() for line in page.read_text().splitlines()
+                        if line.startswith("#")]
+            assert any(section in h for h in headings), (str(path), target, section)
+
+
+@pytest.mark.slow
+def test_pytest_runs_without_xdist():
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q",
+                          "--collect-only", "tests/test_functional_args.py"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-1000:]

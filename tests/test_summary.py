@@ -50,3 +50,11 @@ def test_cli(capsys):
     proc = subprocess.run([sys.executable, "-m", "jaxconv.summary", "--input-shape", "2,2"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "expected H,W,C" in proc.stderr
+
+
+def test_help_shows_the_commands_as_written(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "--compare" in line and "--kernel 10" in line)
+    assert lines[at].endswith("--kernel 10 \\") and lines[at + 1].strip() == "--filters 100"
