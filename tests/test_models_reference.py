@@ -257,12 +257,14 @@ def first_fc_weight(kernel, hwc):
     return _np(kernel).reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, h * w * c)
 
 
-def load(torch_module, weights):
-    """Sets `{torch parameter name: array}`; every reference parameter must be given."""
+def load(make_reference, weights):
+    """`make_reference()` built without initializing (on torch's meta device), then given
+    `{torch parameter name: array}`: every parameter, each of its shape."""
+    with torch.device("meta"):
+        reference = make_reference()
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
-    missing, unexpected = torch_module.load_state_dict(state, strict=False)
-    assert not missing and not unexpected, (missing, unexpected)
-    return torch_module.eval()
+    reference.load_state_dict(state, strict=True, assign=True)
+    return reference.eval()
 
 
 def conv_and_bias(dst, layer, out=slice(None)):
@@ -307,7 +309,7 @@ def test_lenet5(input_size, pad, act, pool):
     weights = {**conv_and_bias("c1", model.c1), **conv_and_bias("c3", model.c3),
                **dense("f5", model.f5, (5, 5, 16)), **dense("f6", model.f6),
                **dense("out", model.output)}
-    ref = load(TorchLeNet5(10, pad, act, pool), weights)
+    ref = load(lambda: TorchLeNet5(10, pad, act, pool), weights)
     # tanh saturates on [-128, 128] inputs: use unit-scale images for LeNet.
     assert_same_logits(model, ref, images((3, input_size, input_size, 1)) / 128)
 
@@ -344,7 +346,7 @@ def test_stagenet(case):
     for i in range(len(kw["hidden"])):
         weights.update(dense(f"fcs.{i}", getattr(model, f"fc{i + 1}"), hwc if i == 0 else None))
     weights.update(dense("out", model.output, None if kw["hidden"] else hwc))
-    ref = load(TorchStageNet(kw["num_classes"], c, kw["input_shape"][0], kw["features"],
+    ref = load(lambda: TorchStageNet(kw["num_classes"], c, kw["input_shape"][0], kw["features"],
                              kw["kernel_size"], kw["activation"], kw["lcn_kernel_size"], pools,
                              kw["pool_window"], kw["hidden"]), weights)
     assert_same_logits(model, ref, images((3,) + kw["input_shape"]))
@@ -386,7 +388,7 @@ def alexnet_original():
 
 
 def test_alexnet_paper_two_towers(alexnet_original):
-    ref = load(TorchAlexNetTwoTowers(7), alexnet_two_tower_weights(alexnet_original))
+    ref = load(lambda: TorchAlexNetTwoTowers(7), alexnet_two_tower_weights(alexnet_original))
     x = images((1, 227, 227, 3))
     assert_same_logits(alexnet_original, ref, x)
     # The comparison sees the LRN size: the reference with n=3 is far outside the tolerance.
@@ -400,7 +402,7 @@ def test_alexnet_paper_two_towers(alexnet_original):
 def test_alexnet_torchvision(side):
     """torchvision's layout; 63x63 is the smallest input (1x1 maps, replicated to 6x6)."""
     model = random_model(lambda: AlexNet(7, variant="torchvision", rngs=nnx.Rngs(0)))
-    ref = load(TorchAlexNetOneTower(7), one_tower_weights(model))
+    ref = load(lambda: TorchAlexNetOneTower(7), one_tower_weights(model))
     assert_same_logits(model, ref, images((2, side, side, 3)))
 
 
@@ -426,5 +428,5 @@ def test_vgg(depth, channels, hidden, side):
             weights.update(conv_and_bias(f"stages.{s}.{i}", getattr(model, f"conv{s + 1}_{i + 1}")))
     weights.update({**dense("fc6", model.fc6, (7, 7, channels[-1])), **dense("fc7", model.fc7),
                     **dense("fc8", model.fc8)})
-    ref = load(TorchVGG(6, STAGES[depth], channels, hidden), weights)
+    ref = load(lambda: TorchVGG(6, STAGES[depth], channels, hidden), weights)
     assert_same_logits(model, ref, images((2, side, side, 3)) / 128)
