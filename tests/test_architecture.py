@@ -25,7 +25,7 @@ ALLOWED = {
     "transfer": {"runs", "models", "layers", "functional", "data", "extras"},
     "pretrained": {"transfer", "extras"},
     "training": {"data", "models", "layers", "functional", "transfer", "pretrained", "runs",
-                 "run_history", "cli_errors", "extras", "runtime"},
+                 "run_history", "summary", "cli_errors", "extras", "runtime"},
     "predict": {"runs", "data", "transfer", "pretrained", "models", "layers", "functional",
                 "cli_errors", "extras", "runtime"},
     "plots": {"predict", "runs", "data", "transfer", "models", "layers", "functional",

@@ -118,6 +118,9 @@ def _unknown_key_message(argv: Sequence[str], config: Any) -> str:
 def _bad_value_message(err: Exception, argv: Sequence[str], config: Any) -> str:
     text = " ".join(str(err).split("\n")[0].split())
     for key, value in _overrides(argv):
+        if f"--{CONFIG_FLAG}.{key}=" not in text and f"'{value}'" in text:
+            # ml_collections' tuple parser names the value only ("could not convert ...").
+            text = f"--{CONFIG_FLAG}.{key}={value}: {text}"
         if f"--{CONFIG_FLAG}.{key}=" in text and config is not None:
             current, missing = _lookup(config, key)
             if missing is None:

@@ -25,6 +25,7 @@ from jaxconv.data import DATASETS, DatasetInfo
 from jaxconv.data.distortions import PAD_MODES
 from jaxconv.data.transforms import TRAIN_MODES
 from jaxconv.models import MODELS
+from jaxconv.training import config_values
 from jaxconv.training.optimizer import SCHEDULES
 from jaxconv.training.parallel import PARALLELISM
 
@@ -217,6 +218,9 @@ def _check_model_kwargs(config: Config) -> None:
     if not _is_dict(kwargs):
         raise _fail("model_kwargs", kwargs, "must be a ConfigDict of model arguments")
     valid = sorted(_model_args(config["model"]))
+    config_values.check_model_kwargs(
+        {k: v for k, v in kwargs.items() if k in valid},
+        inspect.signature(MODELS[config["model"]].__init__))
     for name in kwargs:
         if name in _PRECISION_ARGS:
             raise ConfigError(f"config.model_kwargs.{name} is set by the trainer: use "
@@ -260,12 +264,15 @@ def validate_config(config: Config, *, device_count: int | None = None) -> None:
         range; the one-line message names the key and value (and the valid choices).
     """
     _check_types(config)
-    _check_ranges(config, device_count)
-    _check_model_kwargs(config)
     try:
+        config_values.check_elements(config)
+        config_values.check_numbers(config)  # Before the ranges: NaN passes every comparison.
+        _check_ranges(config, device_count)
+        config_values.check_bounds(config)
+        _check_model_kwargs(config)
         runs.make_distortion(config)
     except ValueError as err:
-        raise ConfigError(str(err)) from err
+        raise err if isinstance(err, ConfigError) else ConfigError(str(err)) from err
 
 
 def model_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxconv import data, runs
 from jaxconv.models import count_params, create_model
 from jaxconv.training import config as config_lib
-from jaxconv.training import finetune, parallel, steps
+from jaxconv.training import finetune, memory, parallel, steps
 from jaxconv.training import optimizer as optimizer_lib
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
 
@@ -107,6 +108,37 @@ def _build_model(config, kwargs: dict[str, Any]) -> nnx.Module:
         ) from err
 
 
+def _check_fits(config, kwargs: dict[str, Any], info: data.DatasetInfo,
+                device_count: int) -> None:
+    """The model takes the dataset's images, the distortions fit them, and one train step
+    fits a device's memory (`jaxconv.training.memory`); all from shapes, nothing compiled.
+
+    Raises:
+      ConfigError: names the keys and the figures.
+    """
+    h, w, _ = info.image_shape
+    translate = config.distortion.translate
+    if translate >= min(h, w):
+        raise config_lib.ConfigError(
+            f"config.distortion.translate={translate!r} shifts the {h}x{w} images out of the "
+            f"frame; use a shift below {min(h, w)} pixels")
+    try:
+        abstract = nnx.eval_shape(lambda: create_model(config.model, rngs=nnx.Rngs(0),
+                                                       **kwargs))
+        estimate = memory.estimate_bytes(
+            abstract, tuple(info.image_shape), batch_per_device=config.batch_size // device_count,
+            crop_padding=config.distortion.crop_padding,
+            compute_bytes=np.dtype(jnp.dtype(config.compute_dtype)).itemsize,
+            num_params=count_params(abstract))
+    except (ValueError, TypeError) as err:
+        raise config_lib.ConfigError(
+            f"config.model={config.model!r} with config.model_kwargs "
+            f"{dict(config.get('model_kwargs', {}))} does not fit the {config.dataset} images "
+            f"{tuple(info.image_shape)}: {str(err).splitlines()[0]}") from err
+    memory.check_fits(estimate, memory.device_memory_bytes(), batch_size=config.batch_size,
+                      device_count=device_count)
+
+
 def build_job(config, *, wrap: Callable | None = None, devices: list | None = None,
               pretrained: bool = True) -> Job:
     """Builds the job of an already checked config (`validate_config`).
@@ -127,10 +159,15 @@ def build_job(config, *, wrap: Callable | None = None, devices: list | None = No
     config_lib.check_batch_split(config, par.device_count)
     data_dir, crop = runs.data_dir(config), runs.make_crop(config)
     classes = tuple(config.classes) or None
-    info = data.ensure_prepared(config.dataset, data_dir, image_size=crop and crop.image_size,
-                                classes=classes)
+    try:
+        info = data.ensure_prepared(config.dataset, data_dir,
+                                    image_size=crop and crop.image_size, classes=classes)
+    except ValueError as err:  # Labels or sizes the dataset does not have.
+        raise config_lib.ConfigError(f"config.dataset={config.dataset!r} with "
+                                     f"config.classes={tuple(config.classes)}: {err}") from err
     total = config_lib.total_steps(config, info.num_train)
     kwargs = config_lib.model_kwargs(config, info)
+    _check_fits(config, kwargs, info, par.device_count)
     model = _build_model(config, kwargs)
     init_report = finetune.load_pretrained(model, config) if pretrained else None
     tx, schedule = optimizer_lib.make_optimizer(

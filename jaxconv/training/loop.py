@@ -300,13 +300,18 @@ def train_and_evaluate(
     t_start = time.perf_counter()
     workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
     config_lib.validate_config(config)  # Once, before anything is written to the workdir.
-    with workdir_lib.exclusive(workdir):  # One trainer per workdir, before anything else.
-        plan = resume.check_workdir(config, workdir)
+    before = workdir_lib.entries(workdir)
+    with workdir_lib.exclusive(workdir) as lock:  # One trainer per workdir, before anything.
         try:
+            plan = resume.check_workdir(config, workdir)
             return _train_and_evaluate(config, workdir, plan, t_start, devices=devices,
                                        wrap_steps=wrap_steps, hooks=hooks)
-        except Exception as err:
-            if workdir_lib.disk_full(err):
+        except resume.RunComplete:
+            raise
+        except BaseException as err:
+            # Failed before its first checkpoint: leave the workdir as it was.
+            workdir_lib.remove_new_entries(workdir, before, lock)
+            if isinstance(err, Exception) and workdir_lib.disk_full(err):
                 raise workdir_lib.disk_full_error(workdir) from err
             raise
 

@@ -12,6 +12,8 @@
   and needs a filesystem with ``flock``: on some network filesystems (older NFS, some FUSE
   mounts) the call fails or locks only on one machine, and the run cannot be protected.
 - `exclusive` does both, in every process of a run.
+- `remove_new_entries` removes what a run that failed before its first checkpoint created
+  (`entries` lists the workdir before), so that a rerun and every reader find it as before.
 - `disk_full` recognises a full disk in an exception chain (Orbax and TensorBoard wrap the
   ``OSError``); the trainer then raises `DiskFullError` listing the intact checkpoint steps.
 """
@@ -23,6 +25,7 @@ import datetime
 import errno
 import fcntl
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 
@@ -177,6 +180,46 @@ def exclusive(workdir: str) -> Iterator[WorkdirLock]:
         yield lock
     finally:
         lock.release()
+
+
+def entries(workdir: str) -> frozenset[str] | None:
+    """The names in `workdir` now; None when it does not exist (`remove_new_entries`)."""
+    try:
+        return frozenset(os.listdir(workdir))
+    except OSError:
+        return None
+
+
+def remove_new_entries(workdir: str, before: frozenset[str] | None, lock: WorkdirLock) -> None:
+    """Removes what a run that failed before its first complete checkpoint created in
+    `workdir` (under its lock, so no other trainer's files can be among them).
+
+    `before` is `entries` from before the run took the workdir: the names created since are
+    removed (``checkpoints/``, ``run.json``, the history stream, TensorBoard events, this
+    process's lock file last), and the workdir itself if the run created it and it is empty
+    again. Nothing is removed once a checkpoint is complete: the run can resume. Process 0
+    removes the run's entries, every process its own lock file. Errors are ignored (the
+    run's own error is the one to report).
+    """
+    if runs.complete_steps(os.path.join(workdir, runs.CHECKPOINTS_DIR)):
+        return
+    now = entries(workdir) or frozenset()
+    mine = os.path.basename(lock.path)
+    for name in sorted(now - (before or frozenset())):
+        if name.startswith(LOCK_FILE) or jax.process_index() != 0:
+            continue  # Lock files: each process removes its own, below.
+        path = os.path.join(workdir, name)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    if before is None or mine not in before:
+        with contextlib.suppress(OSError):
+            os.unlink(lock.path)
+    if before is None:
+        with contextlib.suppress(OSError):
+            os.rmdir(workdir)  # Only if empty (another process's lock file may remain).
 
 
 def disk_full_error(workdir: str) -> DiskFullError:
