@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,8 @@ class MetricLogger:
       stream: the run's history stream, started at `initial_step` (its records up to there
         are the history so far; each new record is appended to it); None: a new one.
       progress_bar: show a tqdm bar on stderr: steps, elapsed time, `Eta`, loss and images/s.
+        When stderr is not a terminal (a log file, a pipe) a bar's carriage returns would
+        glue lines together: one plain line per train log is printed instead.
       clock: the `Eta`'s clock (a test passes a fake one).
     """
 
@@ -111,12 +114,14 @@ class MetricLogger:
         self._metrics_text = ""
         self._writer = None
         self._bar = None
+        self._total = total_steps
+        self._lines = progress_bar and not sys.stderr.isatty()
         if not enabled:
             return
         from tensorboardX import SummaryWriter  # Only process 0 needs it.
 
         self._writer = SummaryWriter(logdir=workdir)
-        if progress_bar:  # tqdm's own rate and ETA would count the compilation: ours instead.
+        if progress_bar and not self._lines:  # tqdm's rate and ETA would count the compile.
             self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, unit="step",
                                   dynamic_ncols=True, postfix=self.eta.text(),
                                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
@@ -155,6 +160,8 @@ class MetricLogger:
                               f"img_s={metrics.get('images_per_second', 0):.0f}")
         if self._bar is not None:
             self._bar.set_postfix_str(self.postfix())
+        elif self._lines:
+            self.write(f"step {step}/{self._total}: {self.postfix()}")
 
     def log_eval(self, step: int, metrics: dict[str, float]) -> None:
         """Logs test-split loss and accuracy at `step`."""
