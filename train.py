@@ -13,7 +13,9 @@ After training it draws the run's figures into ``<workdir>/plots`` (``config.wri
 """
 
 from jaxconv import runtime
+from jaxconv.cli_errors import fail, quiet_logging
 
+quiet_logging()  # From here on: warnings as one `warning: ...` line, the cache's included.
 # XLA flags and malloc settings, before jax starts its backend. CPU-only; the user's
 # XLA_FLAGS win; JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
 runtime.tune_cpu()
@@ -28,7 +30,6 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxconv import plots, run_history, runs, training  # noqa: E402
-from jaxconv.cli_errors import fail, quiet_logging  # noqa: E402
 from jaxconv.training import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)

@@ -39,6 +39,7 @@ import jax
 from jaxconv.runtime import guard
 
 logger = logging.getLogger(__name__)
+LOCK_NAME = ".lockfile"  # The file jax's size-bounded cache locks (filelock) in the directory.
 
 ENV = "JAXCONV_COMPILATION_CACHE"  # unset/1: default directory; 0: off; else a directory
 OFF_VALUES = ("0", "off", "false", "no")
@@ -108,6 +109,9 @@ def enable_compilation_cache() -> str | None:
         os.makedirs(path, exist_ok=True)
         if not os.access(path, os.W_OK):
             raise PermissionError("not writable")
+        lock = os.path.join(path, LOCK_NAME)
+        if os.path.lexists(lock) and not os.path.isfile(lock):  # jax would warn per program.
+            raise IsADirectoryError(f"{lock} is not a regular file; remove it")
     except OSError as err:
         logger.warning("compilation cache off: cannot write to %s (%s); set %s=0 or to "
                        "a writable directory", path, err, ENV)
