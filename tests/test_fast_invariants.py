@@ -149,3 +149,14 @@ def test_compare_puts_each_change_in_its_kind():
     assert changes.trained == {"optimizer.learning_rate": (0.05, 0.1)}
     assert changes.length == {"num_train_steps": (-1, 5)}
     assert changes.bookkeeping == {"log_every_steps": (50, 3)}
+
+
+def test_show_writes_values_as_the_command_line_takes_them():
+    """The form the resume error prints (``--config.key=value``): a one-element tuple keeps
+    its comma, so the printed value parses back to a tuple."""
+    assert config_keys.show([16]) == "(16,)"
+    assert config_keys.show([16, 32]) == "(16, 32)"
+    assert config_keys.show([]) == "()"
+    assert config_keys.show([[1, 2], "a"]) == "((1, 2), 'a')"
+    assert config_keys.show("max") == "'max'"
+    assert config_keys.show(0.05) == "0.05"
