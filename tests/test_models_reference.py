@@ -142,7 +142,11 @@ class TorchStageNet(nn.Module):
 class TorchAlexNetTwoTowers(nn.Module):
     """The paper's Figure 2: two towers of 48-128-192-192-128 maps; conv3 and the FCs see both
     towers, conv2/4/5 only their own; LRN (n=5, k=2, alpha=1e-4, beta=0.75) over the N maps of
-    conv1 and conv2 after ReLU; overlapping 3x3/2 max pools after LRN1, LRN2 and conv5."""
+    conv1 and conv2 after ReLU; overlapping 3x3/2 max pools after LRN1, LRN2 and conv5.
+
+    The LRN window runs over all N maps of the layer, both towers' (§3.3: "N is the total
+    number of kernels in the layer"), as `jaxconv.models.AlexNet` does; an LRN within each
+    tower would differ at the two maps either side of the tower boundary."""
 
     def __init__(self, num_classes, lrn_size=5):
         super().__init__()
