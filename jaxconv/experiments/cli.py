@@ -33,6 +33,8 @@ def main(argv: list[str]) -> None:
         experiment = spec.load(f.config)
     except (FileNotFoundError, ValueError, KeyError) as err:
         fail(str(err))
+    if f.quick:
+        experiment = spec.quick_subset(experiment)
     n = len(experiment.variants)
     seeds = experiment.seeds[:1] if f.quick else experiment.seeds
     print(f"{experiment.name}: {n} variants x {len(seeds)} seeds into {f.workdir}", flush=True)

@@ -54,6 +54,8 @@ def summaries(experiment: Experiment, results: Sequence[dict]) -> dict[str, dict
 
 
 def _fmt_steps(s: stats.Summary, seeds: int) -> str:
+    if s.n == 0:
+        return "—"
     text = stats.format_summary(s, scale=1.0, digits=0)
     return text if s.n == seeds else f"{text} ({s.n}/{seeds} reached)"
 

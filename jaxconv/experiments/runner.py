@@ -27,7 +27,7 @@ from etils import epath
 
 from jaxconv import runs, training
 from jaxconv.data import readers, sources
-from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides
+from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides, quick_subset
 from jaxconv.predict import Predictor
 
 RESULT_FILE = "result.json"
@@ -102,7 +102,10 @@ def _accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarray) -> f
 
 
 def _steps_to(history: list[dict], target: float) -> int | None:
-    """The first evaluated step whose test accuracy reaches `target` (None if none does)."""
+    """The first evaluated step whose test accuracy reaches `target` (None if none does, or
+    if the run was evaluated only once: then there is no curve to read it from)."""
+    if sum("test_accuracy" in record for record in history) < 2:
+        return None
     for record in history:
         if record.get("test_accuracy", -1.0) >= target:
             return int(record["step"])
@@ -197,6 +200,8 @@ def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
                    log: Callable[[str], None] = print) -> list[dict]:
     """Runs every variant x seed (`run_one`), in order, printing ``variant i/N`` progress.
 
+    Under `quick`, only `Experiment.quick_variants` (if set) and their evaluation variants.
+
     Args:
       experiment: the experiment.
       workdir: its workdir (local path or ``gs://``).
@@ -206,6 +211,8 @@ def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
     Returns:
       Every run's result record, in variant then seed order.
     """
+    if quick:
+        experiment = quick_subset(experiment)
     seeds = experiment.seeds[:1] if quick else experiment.seeds
     arrays, results = _Arrays(), []
     total = len(experiment.variants)

