@@ -27,6 +27,7 @@ from jaxconv.cli_errors import fail
 from jaxconv.training import config_file
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
+from jaxconv.training.job import DatasetCorruptError
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import DivergedError
 from jaxconv.training.parallel import DistributedArgumentError
@@ -194,7 +195,7 @@ def clean_errors() -> Iterator[None]:
         # At once: TensorBoard's writer would retry its failed flush at exit, with tracebacks.
         os._exit(1)
     except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, DivergedError,
-            CheckpointError) as err:
+            CheckpointError, DatasetCorruptError) as err:
         fail(str(err), code=1)
     except WorkdirError as err:
         fail(str(err))

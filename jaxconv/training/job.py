@@ -12,6 +12,8 @@ over the whole test split.
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +108,29 @@ def _build_model(config, kwargs: dict[str, Any]) -> nnx.Module:
         raise config_lib.ConfigError(
             f"config.model={config.model!r} with {dict(kwargs)}: {err}"
         ) from err
+
+
+class DatasetCorruptError(RuntimeError):
+    """The prepared dataset's files cannot be read (one line: the files, how to rebuild)."""
+
+
+def corrupt_dataset_error(config, err: BaseException) -> DatasetCorruptError | None:
+    """A `DatasetCorruptError` naming the dataset's files when `err` (or its cause) is
+    array_record's "Corrupted Riegeli/records file"; None for any other error."""
+    while err is not None and "Riegeli" not in str(err):
+        err = err.__cause__ or err.__context__
+    if err is None:
+        return None
+    root = os.path.join(runs.data_dir(config), config.dataset)
+    files = sorted(glob.glob(os.path.join(root, "*", "*.array_record*")))
+    rebuild = (f"delete {root} and run again (it is rebuilt offline)"
+               if data.DATASETS[config.dataset].builder_cls is not None else
+               f"delete {root} and prepare it again: python -m jaxconv.data.prepare "
+               f"--dataset {config.dataset} --data_dir {runs.data_dir(config)}")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return DatasetCorruptError(
+        f"the {config.dataset} dataset's files are corrupt ({first[:160]}); files: "
+        f"{', '.join(files) or root}: {rebuild}")
 
 
 def _check_fits(config, kwargs: dict[str, Any], info: data.DatasetInfo,

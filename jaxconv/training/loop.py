@@ -34,13 +34,13 @@ from typing import Any
 
 import jax
 
-from jaxconv import data, run_history, runs
+from jaxconv import data, run_files, run_history, runs
 from jaxconv.training import config as config_lib
 from jaxconv.training import preemption, profiling, resume
 from jaxconv.training import workdir as workdir_lib
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.hooks import HookList, Hooks
-from jaxconv.training.job import Job, build_job, evaluate
+from jaxconv.training.job import Job, build_job, corrupt_dataset_error, evaluate
 from jaxconv.training.logs import MetricLogger, StepMetrics
 from jaxconv.training.state import TrainState
 
@@ -56,7 +56,7 @@ def _identity(model: str, model_kwargs: dict, dataset: data.DatasetInfo) -> dict
 def _check_same_run(workdir: str, job: Job) -> None:
     """Raises `CheckpointError` if ``workdir/run.json`` names another model or dataset."""
     path = os.path.join(workdir, runs.RUN_FILE)
-    if not os.path.exists(path):
+    if not run_files.exists(path):
         return
     saved = runs.read_run_info(workdir)
     # Runs written before config.compute_dtype existed trained in float32 and did not record
@@ -81,7 +81,7 @@ def _restore(job: Job, ckpt: Checkpointer, dev_state: Any) -> Any:
     restored = ckpt.restore_latest(job.par.host_state(dev_state), job.train_it)
     if restored is None:
         metrics = os.path.join(os.path.dirname(ckpt.directory), runs.METRICS_FILE)
-        if os.path.exists(metrics):
+        if run_files.exists(metrics):
             raise CheckpointError(f"{ckpt.directory} has no complete checkpoint, but {metrics} "
                                   f"shows a run finished there: not starting over on top of "
                                   f"it; use a new --workdir (or delete {metrics})")
@@ -298,7 +298,7 @@ def train_and_evaluate(
         first.
     """
     t_start = time.perf_counter()
-    workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
+    workdir = os.fspath(run_files.path(workdir))  # Absolute; a gs:// URL as it is.
     config_lib.validate_config(config)  # Once, before anything is written to the workdir.
     before = workdir_lib.entries(workdir)
     with workdir_lib.exclusive(workdir) as lock:  # One trainer per workdir, before anything.
@@ -313,6 +313,9 @@ def train_and_evaluate(
             workdir_lib.remove_new_entries(workdir, before, lock)
             if isinstance(err, Exception) and workdir_lib.disk_full(err):
                 raise workdir_lib.disk_full_error(workdir) from err
+            corrupt = isinstance(err, Exception) and corrupt_dataset_error(config, err)
+            if corrupt:
+                raise corrupt from err
             raise
 
 
