@@ -12,18 +12,27 @@ Run the same command again to resume from the newest readable checkpoint. On SIG
 After training it draws the run's figures into ``<workdir>/plots`` (``config.write_plots``).
 """
 
-from jaxconv import runtime
-from jaxconv.cli_errors import fail, quiet_logging
+import os
+import signal
+import sys
+
+# Ctrl-C while the libraries load: exit quietly with its status (main takes SIGINT over).
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+from jaxconv import runtime  # noqa: E402
+from jaxconv.cli_errors import fail, quiet_logging  # noqa: E402
 
 quiet_logging()  # From here on: warnings as one `warning: ...` line, the cache's included.
+# grain's worker processes (config.worker_count) leave a few prefetched batches in shared
+# memory that multiprocessing's resource tracker frees at exit, with a warning each run; the
+# tracker is a child process, so its warnings are set from the environment it inherits.
+os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
 # XLA flags and malloc settings, before jax starts its backend. CPU-only; the user's
 # XLA_FLAGS win; JAXCONV_NO_XLA_FLAGS=1 / JAXCONV_NO_MALLOC_TUNING=1 turn them off.
 runtime.tune_cpu()
 # Compiled programs cached in ~/.cache/jaxconv/jax: a rerun does not recompile
 # (JAXCONV_COMPILATION_CACHE=0 turns it off, =DIR moves it).
 runtime.enable_compilation_cache()
-
-import os  # noqa: E402
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -48,6 +57,7 @@ def main(argv, hooks: training.Hooks | None = None):
       hooks: passed to `train_and_evaluate` (for drivers that wrap this entry point, such
         as tests/reliability/fault_driver.py).
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here.
     if len(argv) > 1:
         fail(f"unexpected arguments: {argv[1:]}")
     quiet_logging()

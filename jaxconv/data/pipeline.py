@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -105,6 +106,14 @@ def _to_iter(ds: grain.MapDataset, read_threads: int, prefetch: int) -> grain.It
         raise ValueError(f"read_threads must be >= 0, got {read_threads}.")
     options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
     return ds.to_iter_dataset(options)
+
+
+def _ignore_interrupts(worker_index: int, worker_count: int) -> None:
+    """grain worker start-up: a Ctrl-C in a terminal reaches the whole process group; the
+    trainer handles it (saves, then closes the workers), so the workers ignore SIGINT
+    instead of each printing a KeyboardInterrupt traceback."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train_iterator(
@@ -185,7 +194,8 @@ def train_iterator(
         it_ds = _to_iter(ds, 16 if read_threads is None else read_threads, _PREFETCH_EXAMPLES)
         it_ds = it_ds.batch(local_batch, drop_remainder=True)
     if worker_count > 0:
-        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count),
+                                  worker_init_fn=_ignore_interrupts)
     return iter(it_ds)
 
 

@@ -324,7 +324,7 @@ def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: floa
     """`train_and_evaluate` on a locked, checked workdir (`resume.check_workdir`)."""
     ckpt = Checkpointer(os.path.join(workdir, runs.CHECKPOINTS_DIR),
                         max_to_keep=config.keep_checkpoints)
-    logger = None
+    logger = job = None
     try:
         resuming = ckpt.latest_step() is not None
         job = build_job(config, wrap=wrap_steps, devices=devices, pretrained=not resuming)
@@ -353,5 +353,7 @@ def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: floa
         return job.par.host_state(dev_state)
     finally:
         ckpt.close()
+        if job is not None and hasattr(job.train_it, "close"):
+            job.train_it.close()  # grain workers stop and free their shared-memory batches.
         if logger is not None:
             logger.close()
