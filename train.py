@@ -57,7 +57,7 @@ def main(argv, hooks: training.Hooks | None = None):
       hooks: passed to `train_and_evaluate` (for drivers that wrap this entry point, such
         as tests/reliability/fault_driver.py).
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here.
+    signal.signal(signal.SIGINT, _interrupt)  # KeyboardInterrupt from here on.
     if len(argv) > 1:
         fail(f"unexpected arguments: {argv[1:]}")
     quiet_logging()
@@ -73,6 +73,19 @@ def main(argv, hooks: training.Hooks | None = None):
             params = None
         if config.write_plots and jax.process_index() == 0:  # Local copies: no collective.
             _draw_plots(workdir, params)
+        if _INTERRUPTS:  # A Ctrl-C was swallowed on the way: report it.
+            raise KeyboardInterrupt
+
+
+_INTERRUPTS = []
+
+
+def _interrupt(signum, frame):
+    """SIGINT outside the training steps: KeyboardInterrupt, remembered, so that one landing
+    in a finalizer (where Python prints "Exception ignored" and goes on) still ends the run
+    with status 130 instead of 0."""
+    _INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
 
 
 def _draw_plots(workdir: str, params) -> None:
