@@ -11,10 +11,13 @@ import ml_collections
 import numpy as np
 import pytest
 import scipy.stats
+from flax import nnx
 from shipped_configs import load_config
 
 from jaxconv import experiments
-from jaxconv.experiments import Claim, Experiment, Variant, report, stats, transforms
+from jaxconv.data import normalize
+from jaxconv.experiments import Claim, Experiment, Variant, features, report, stats, transforms
+from jaxconv.models import StageNet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -96,6 +99,30 @@ def test_brightness_contrast_gradient():
         transforms.Shift(1)(x.astype(np.float32))
 
 
+# --- penultimate features ---
+
+def test_similarity_closed_forms():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    b = np.array([[2.0, 0.0], [1.0, -1.0], [0.0, 0.0], [3.0, 0.0]])
+    # cos = 1, 0, both zero -> 1, one zero -> 0
+    assert features.similarity(a, b) == pytest.approx(0.5)
+    assert features.similarity(a[:2], a[:2]) == pytest.approx(1.0)
+
+
+def test_penultimate_features_feed_the_classifier():
+    """logits == features @ output.kernel + output.bias: the features are the last layer's
+    input, computed from uint8 images with the dataset's normalization."""
+    model = StageNet(10, input_shape=(8, 8, 1), features=(4,), lcn_kernel_size=None,
+                     rngs=nnx.Rngs(0))
+    images = np.random.RandomState(0).randint(0, 256, (7, 8, 8, 1)).astype(np.uint8)
+    feats = features.Penultimate(model, (0.3,), (0.4,), batch_size=4)(images)
+    assert feats.shape == (7, 4 * 4 * 4)
+    logits = model(normalize(images, (0.3,), (0.4,)))
+    np.testing.assert_allclose(feats @ np.asarray(model.output.kernel.value)
+                               + np.asarray(model.output.bias.value), logits, rtol=1e-5,
+                               atol=1e-5)
+
+
 # --- the format ---
 
 def _base():
@@ -148,14 +175,15 @@ def test_report_table_from_results():
     acc = {"a": [0.99, 0.98, 0.985], "b": [0.90, 0.91, 0.92], "a-shift": [0.5, 0.6, 0.7]}
     results = [{"variant": v, "seed": k, "test_accuracy": x, "train_accuracy": 1.0,
                 "gap": 1.0 - x, "drop": acc["a"][k] - x if v == "a-shift" else None,
+                "feature_similarity": 0.9 if v == "a-shift" else None,
                 "num_params": 1234, "train_seconds": 10.0, "eval_seconds": 1.0,
                 "steps_to_target": None} for v, xs in acc.items() for k, x in enumerate(xs)]
     text = report.table(exp, results)
-    assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 |  | 10.0 | 3 |" in text
+    assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 |  |  | 10.0 | 3 |" in text
     drop = stats.format_summary(stats.summarize([0.49, 0.38, 0.285]))  # 0.985 - 0.6 = 0.385
     assert drop == "38.5 ± 25.5"
     assert (f"| a-shift | eval of a: Shift(dy=0, dx=1) | 1,234 | 60.0 ± 24.8 | 100.0 ± 0.0 | "
-            f"40.0 ± 24.8 | {drop} | 1.0 | 3 |") in text
+            f"40.0 ± 24.8 | {drop} | 0.900 ± 0.000 | 1.0 | 3 |") in text
     assert text.rstrip().endswith("| a>b | a wins | test_accuracy: a 98.5 ± 1.2 vs b 91.0 ± 2.5 "
                                   "| supported |")
 
@@ -203,6 +231,7 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     np.testing.assert_allclose(bright["drop"], results[0]["test_accuracy"]
                                - bright["test_accuracy"])
     assert bright["train_accuracy"] == results[0]["train_accuracy"] and results[0]["drop"] is None
+    assert -1 <= bright["feature_similarity"] <= 1 and results[0]["feature_similarity"] is None
     # RunOf: the fine-tuning run started from the "max" run of the same seed.
     ft = json.loads((tmp_path / "finetune" / "seed0" / "run.json").read_text())
     assert ft["config"]["init"]["checkpoint"] == str(tmp_path / "max" / "seed0")

@@ -26,7 +26,7 @@ def test_every_group_is_there(lecture):
     assert {f"{r}-{n}" for r in ("plain", "dropout", "distortion", "wd")
             for n in (500, 1000, 4000)} <= names
     assert {f"transfer{k}-{n}" for k in (0, 1, 2) for n in (10, 50, 400)} <= names
-    assert len(lecture.claims) == 41 and lecture.seeds == (0, 1, 2)
+    assert len(lecture.claims) == 44 and lecture.seeds == (0, 1, 2)
     # Robustness is measured on models that never saw shifted or re-lit images.
     assert lecture.base.distortion.translate == 0 and lecture.base.distortion.rotation_degrees == 0
 

@@ -11,7 +11,8 @@ schedule from 0.05, batch 64, 1,000 steps (16 epochs of the 4,000 images), no di
 training sees only unchanged images, so robustness measured on shifted or re-lit test images
 comes from the architecture. Three seeds per variant. Groups:
 
-- pooling (max, avg, L2, none) and test images shifted right by 1, 2, 3 pixels;
+- pooling (max, avg, L2, none) and test images shifted right by 1, 2, 3 pixels: accuracy lost,
+  and the cosine similarity of the penultimate features of shifted and unshifted digits;
 - LCN (conv -> ReLU -> LCN -> pool vs conv -> ReLU -> pool) and test images made brighter,
   lower in contrast, or lit by a left-to-right gradient;
 - dropout, input distortion and weight decay, each alone against none of them, at 500, 1,000
@@ -24,7 +25,8 @@ Verdict rule (fixed before running, `jaxconv.experiments.Claim`): "supported" wh
 rows' 95 % t-intervals over seeds do not overlap in the claimed direction, "contradicted"
 when they do not overlap the other way, else "inconclusive". Not yet here: FC vs
 locally-connected vs convolutional hidden layers (needs a model that offers the three), and
-the stability of penultimate features under shifts.
+"no pooling" as a strided convolution (StageNet has no conv stride argument): "none" is
+stride 1, no pooling.
 """
 
 import ml_collections
@@ -84,6 +86,11 @@ def _pooling():
                     better=f"{p}-shift{k}", worse=f"none-shift{k}", metric="drop",
                     higher_is_better=False)
               for p in POOLS[:3] for k in SHIFTS]
+    claims += [Claim(f"{p} pooling vs none, 2 px, features",
+                     f"with {p} pooling the penultimate features of a digit shifted 2 pixels "
+                     f"stay closer (cosine) to the unshifted digit's than without pooling",
+                     better=f"{p}-shift2", worse="none-shift2", metric="feature_similarity")
+               for p in POOLS[:3]]
     return variants, claims
 
 

@@ -3,8 +3,9 @@
 ``W/report.md`` holds the markdown table (the same text is printed) and ``W/results.json``
 every run's record plus the summaries. Accuracies are percentages, "mean ± half-width of the
 95 % t-interval over seeds" (`jaxconv.experiments.stats`); the gap is train minus test
-accuracy in percentage points; time is the mean training time per seed (evaluation time for
-``eval_of`` rows).
+accuracy in percentage points. Evaluation rows add the drop from their training variant's
+clean test accuracy and the cosine similarity of their penultimate features to the clean
+images'. Time is the mean training time per seed (evaluation time for ``eval_of`` rows).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def summaries(experiment: Experiment, results: Sequence[dict]) -> dict[str, dict
         seconds = [r["train_seconds"] if v.trains else r["eval_seconds"] for r in rows]
         out[v.name] = {
             metric: stats.summarize([r.get(metric) for r in rows])
-            for metric in ("test_accuracy", "train_accuracy", "gap", "drop", "steps_to_target")
+            for metric in ("test_accuracy", "train_accuracy", "gap", "drop",
+                           "feature_similarity", "steps_to_target")
         }
         out[v.name].update(num_params=rows[0]["num_params"] if rows else None,
                            seconds=sum(seconds) / len(seconds) if seconds else math.nan,
@@ -67,7 +69,7 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
     drops = any(not v.trains for v in experiment.variants)
     head = ["variant", "settings", "parameters", "test accuracy %", "train accuracy %",
             "gap (points)"]
-    head += ["drop (points)"] * drops
+    head += ["drop (points)", "feature similarity"] * drops
     head += [f"steps to {100 * experiment.target_accuracy:g}%"] * steps
     head += ["time/seed (s)", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,7 +78,10 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
         params = f"{s['num_params']:,}" if s["num_params"] is not None else "—"
         cells = [v.name, _settings_text(v), params, stats.format_summary(s["test_accuracy"]),
                  stats.format_summary(s["train_accuracy"]), stats.format_summary(s["gap"])]
-        cells += [stats.format_summary(s["drop"]) if not v.trains else ""] * drops
+        if drops:
+            cells += ([stats.format_summary(s["drop"]),
+                       stats.format_summary(s["feature_similarity"], scale=1.0, digits=3)]
+                      if not v.trains else ["", ""])
         cells += [_fmt_steps(s["steps_to_target"], s["seeds"])] * steps
         cells += [f"{s['seconds']:.1f}", str(s["seeds"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -85,9 +90,11 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
                   "|---|---|---|---|"]
         for claim in experiment.claims:
             a, b = summ[claim.better][claim.metric], summ[claim.worse][claim.metric]
-            scale = 1.0 if claim.metric == "steps_to_target" else 100.0
-            measured = (f"{claim.metric}: {claim.better} {stats.format_summary(a, scale)} vs "
-                        f"{claim.worse} {stats.format_summary(b, scale)}")
+            scale, digits = {"steps_to_target": (1.0, 0),
+                             "feature_similarity": (1.0, 3)}.get(claim.metric, (100.0, 1))
+            measured = (f"{claim.metric}: {claim.better} "
+                        f"{stats.format_summary(a, scale, digits)} vs {claim.worse} "
+                        f"{stats.format_summary(b, scale, digits)}")
             verdict = stats.verdict(a, b, claim.higher_is_better)
             lines.append(f"| {claim.name} | {claim.statement} | {measured} | {verdict} |")
     return "\n".join(lines)

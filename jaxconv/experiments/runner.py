@@ -12,6 +12,8 @@ without ``result.json`` is only evaluated. ``eval_of`` variants train nothing: t
 checkpoint of their training variant's run with the same seed and evaluate it on transformed
 test images. Every run's train accuracy is measured here on the clean (undistorted) training
 images (at most `MAX_TRAIN_EVAL` of them), so the train/test gap compares like with like.
+Evaluation variants also record ``feature_similarity``: how close the penultimate features of
+each transformed test image stay to the clean image's (`jaxconv.experiments.features`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from etils import epath
 
 from jaxconv import runs, training
 from jaxconv.data import readers, sources
+from jaxconv.experiments import features
 from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides, quick_subset
 from jaxconv.predict import Predictor
 
@@ -143,8 +146,9 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
 
     Returns:
       ``(result, reused)``: the record (``test_accuracy``, ``train_accuracy``, ``gap``,
-      ``num_params``, ``train_seconds``, ``eval_seconds``, ``steps``, ``steps_to_target``,
-      ``settings``) and whether it was read back from an earlier run.
+      ``drop``, ``feature_similarity``, ``num_params``, ``train_seconds``,
+      ``eval_seconds``, ``steps``, ``steps_to_target``, ``settings``) and whether it was
+      read back from an earlier run.
 
     Raises:
       ExperimentError: the run's ``result.json`` was written with other settings.
@@ -170,11 +174,17 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         if metrics is None:
             raise ExperimentError(f"{train_dir} has no finished run for {variant.name!r}")
     start = time.perf_counter()
-    predictor = Predictor.from_checkpoint(str(train_dir), batch_size=EVAL_BATCH)
-    test_images, test_labels = arrays.get(config, "test")
-    if variant.eval_transform is not None:
-        test_images = variant.eval_transform(test_images)
+    clean_images, test_labels = arrays.get(config, "test")
     train_images, train_labels = arrays.get(config, "train")
+    if variant.trains:
+        predictor = Predictor.from_checkpoint(str(train_dir), batch_size=EVAL_BATCH)
+        test_images, similarity = clean_images, None
+    else:
+        model, info = runs.load_trained_model(str(train_dir))
+        predictor = Predictor.for_run(model, info, batch_size=EVAL_BATCH)
+        test_images = variant.eval_transform(clean_images)
+        penultimate = features.Penultimate(model, info.dataset.mean, info.dataset.std)
+        similarity = features.similarity(penultimate(clean_images), penultimate(test_images))
     test_acc = _accuracy(predictor, test_images, test_labels)
     train_acc = _accuracy(predictor, train_images[:MAX_TRAIN_EVAL],
                           train_labels[:MAX_TRAIN_EVAL])
@@ -186,6 +196,7 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         "train_seconds": float(metrics.get("wall_seconds") or 0.0) if variant.trains else 0.0,
         "eval_seconds": time.perf_counter() - start,
         "drop": _drop(workdir, variant, seed, test_acc),
+        "feature_similarity": similarity,
         "steps_to_target": (_steps_to(metrics.get("history", []), experiment.target_accuracy)
                             if experiment.target_accuracy else None),
     }

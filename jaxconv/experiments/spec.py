@@ -21,7 +21,8 @@ import numpy as np
 
 # uint8 (N, H, W, C) test images -> uint8 images of the same shape.
 EvalTransform = Callable[[np.ndarray], np.ndarray]
-METRICS = ("test_accuracy", "train_accuracy", "gap", "drop", "steps_to_target")
+METRICS = ("test_accuracy", "train_accuracy", "gap", "drop", "feature_similarity",
+           "steps_to_target")
 
 
 @dataclasses.dataclass(frozen=True)
