@@ -250,3 +250,5 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     assert "inconclusive" in text  # One seed: no interval.
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["quick"] and len(saved["runs"]) == 4
+    assert "![drop](figures/drop.png)" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "figures" / "test_accuracy.png").read_bytes()[:4] == b"\x89PNG"

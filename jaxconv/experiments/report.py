@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from etils import epath
 
-from jaxconv.experiments import stats
+from jaxconv.experiments import figures, stats
 from jaxconv.experiments.spec import Experiment, Variant
 
 REPORT_FILE = "report.md"
@@ -102,7 +102,8 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
 
 def write(experiment: Experiment, results: Sequence[dict], workdir: str, *,
           quick: bool, command: str = "") -> str:
-    """Writes ``report.md`` and ``results.json`` into `workdir`; returns the table text."""
+    """Writes ``report.md``, ``results.json`` and ``figures/*.png`` (`figures`) into
+    `workdir`; returns the table text."""
     text = table(experiment, results)
     rule = ("Verdict rule, fixed in advance: *supported* when the two rows' 95 % t-intervals "
             "over seeds do not overlap in the claimed direction, *contradicted* when they do "
@@ -118,9 +119,14 @@ def write(experiment: Experiment, results: Sequence[dict], workdir: str, *,
         body += [rule, ""]
     root = epath.Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
-    (root / REPORT_FILE).write_text("\n".join(body))
+    summ = summaries(experiment, results)
+    written = figures.write_figures(summ, [v.name for v in experiment.variants if not v.trains],
+                                    workdir)
+    body += [f"![{epath.Path(p).stem}]({figures.FIGURES_DIR}/{epath.Path(p).name})"
+             for p in written]
+    (root / REPORT_FILE).write_text("\n".join(body) + "\n")
     summ = {name: {k: (v.__dict__ if isinstance(v, stats.Summary) else v)
-                   for k, v in s.items()} for name, s in summaries(experiment, results).items()}
+                   for k, v in s.items()} for name, s in summ.items()}
     (root / RESULTS_FILE).write_text(json.dumps({"quick": quick, "runs": list(results),
                                                  "summaries": summ}, indent=2))
     return text
