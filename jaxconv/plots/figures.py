@@ -4,6 +4,16 @@ Every ``plot_*`` function takes plain NumPy-convertible arrays and a path, draws
 matplotlib's headless Agg backend and returns the path; `curves_figure` and
 `feature_maps_figure` return the matplotlib ``Figure`` itself (to show in a notebook, or to
 inspect). Nothing here knows about training or checkpoints.
+
+Colours, the same in every figure:
+  - `IMAGE_CMAP` (gray, black = low, white = high) for what lives in pixel space: input
+    images, their distortions, the first layer's filters, the input row of the feature maps.
+    Each is scaled to its own range (only the pattern matters), so these carry no colour bar.
+  - `VALUE_CMAP` (viridis, dark purple = low, yellow = high) for every other quantity drawn
+    as colour: activations (feature maps) and counts (confusion matrix), each with a colour
+    bar in the quantity's own units.
+  - Curves: one colour per split (`SPLIT_COLORS`), one line style per metric
+    (`METRIC_STYLES`), one marker per metric for the evaluations (`METRIC_MARKERS`).
 """
 
 from __future__ import annotations
@@ -17,12 +27,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
-# plot_curves: colour per split (train, test = the evaluations), line style per metric.
+IMAGE_CMAP = "gray"  # Pixel space: images, distortions, filters (module docstring).
+VALUE_CMAP = "viridis"  # Every other quantity drawn as colour, with a colour bar.
+# plot_curves: colour per split (train, test = the evaluations), line style per metric, and
+# for the evaluations a marker per metric (a single evaluation is a marker and no line).
 SPLIT_COLORS = {"train": "C0", "test": "C1"}
 METRIC_STYLES = {"loss": "-", "accuracy": "--"}
+METRIC_MARKERS = {"loss": "o", "accuracy": "s"}
+MARKED_POINTS = 30  # A series with fewer points than this has a marker on each point.
+CONFUSION_CELL_IN = 0.45  # Side of a confusion-matrix cell, inches (the figure is 100 dpi).
 
 
 def _save(fig, path) -> str:
@@ -44,14 +62,21 @@ def _unit_range(a: np.ndarray) -> np.ndarray:
 
 CELL_PX = 64  # Image grids: each image is scaled (nearest) into a box this wide, at least.
 _GAP_PX, _LABEL_PX, _TITLE_PX = 6, 14, 26
+_BAR_PX, _BAR_BAND_PX = 10, 70  # A row's colour bar, and the band its ticks take.
+
+
+def _colored(cmap: str, unit: np.ndarray) -> np.ndarray:
+    """``(H, W)`` values in [0, 1] as ``(H, W, 3)`` colours of `cmap`."""
+    return matplotlib.colormaps[cmap](unit)[..., :3].astype(np.float32)
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in [0, 1] as ``(H, W, 3)`` float32."""
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in [0, 1] as ``(H, W, 3)`` float32 (one
+    channel through `IMAGE_CMAP`)."""
     img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
     if img.ndim == 3 and img.shape[-1] == 3:
         return img
-    return np.repeat(img.reshape(img.shape[:2] + (1,)), 3, axis=-1)
+    return _colored(IMAGE_CMAP, img.reshape(img.shape[:2]))
 
 
 def _resize_nearest(img: np.ndarray, box: int) -> np.ndarray:
@@ -66,7 +91,9 @@ def _resize_nearest(img: np.ndarray, box: int) -> np.ndarray:
 
 def _mosaic_figure(rows: Sequence[Sequence[np.ndarray | None]], title: str, *,
                    cell_labels: Mapping[tuple[int, int], str] | None = None,
-                   row_labels: Sequence[str] | None = None) -> Figure:
+                   row_labels: Sequence[str] | None = None,
+                   row_scales: Sequence[tuple[str, float, float] | None] | None = None
+                   ) -> Figure:
     """A grid of images drawn as one mosaic in one Axes (dozens of Axes, one per image, took
     seconds to build and draw).
 
@@ -75,8 +102,11 @@ def _mosaic_figure(rows: Sequence[Sequence[np.ndarray | None]], title: str, *,
       title: the figure's title.
       cell_labels: ``{(row, column): text}`` written above those cells.
       row_labels: one text per row, written above its first cell (left-aligned).
+      row_scales: per row, ``(cmap, low, high)`` for a colour bar right of the row (its
+        images were coloured with `cmap` from `low` to `high`), or None for no bar.
     """
     cell_labels, row_labels = cell_labels or {}, row_labels or [""] * len(rows)
+    row_scales = row_scales or [None] * len(rows)
     native = max(max(img.shape[:2]) for row in rows for img in row if img is not None)
     box = min(max(native, CELL_PX), 2 * CELL_PX)
     cols = max(len(row) for row in rows)
@@ -84,9 +114,11 @@ def _mosaic_figure(rows: Sequence[Sequence[np.ndarray | None]], title: str, *,
              for r in range(len(rows))]
     height = sum(bands) + len(rows) * (box + _GAP_PX)
     canvas = np.ones((height, cols * (box + _GAP_PX) - _GAP_PX, 3), np.float32)
-    texts, y = [], 0
+    texts, bars, y = [], [], 0
     for r, row in enumerate(rows):
         y += bands[r]
+        if row_scales[r] is not None:
+            bars.append((y, row_scales[r]))
         if row_labels[r]:
             texts.append((0, y - 2, row_labels[r], "left"))
         for c, img in enumerate(row):
@@ -98,11 +130,21 @@ def _mosaic_figure(rows: Sequence[Sequence[np.ndarray | None]], title: str, *,
                 dy, dx = (box - img.shape[0]) // 2, (box - img.shape[1]) // 2
                 canvas[y + dy:y + dy + img.shape[0], x + dx:x + dx + img.shape[1]] = img
         y += box + _GAP_PX
-    total = height + _TITLE_PX
-    fig = plt.figure(figsize=(max(canvas.shape[1], 200) / 100, total / 100))
-    ax = fig.add_axes((0.0, 0.0, 1.0, height / total))
+    total, width = height + _TITLE_PX, canvas.shape[1]
+    fig_width = max(width + (_BAR_BAND_PX if bars else 0), 200)
+    fig = plt.figure(figsize=(fig_width / 100, total / 100))
+    # Axes exactly the canvas's size in pixels (at the saved 100 dpi): one pixel per pixel.
+    ax = fig.add_axes((0.0, 0.0, width / fig_width, height / total))
     ax.imshow(canvas, interpolation="nearest", aspect="equal")
     ax.set_axis_off()
+    for top, (cmap, low, high) in bars:
+        cax = fig.add_axes(((width + _GAP_PX) / fig_width, (height - top - box) / total,
+                            _BAR_PX / fig_width, box / total))
+        bar = fig.colorbar(ScalarMappable(Normalize(low, high), cmap), cax=cax)
+        # The range, and 0 where it is not next to an end (the labels would overlap).
+        ticks = [low, 0.0, high] if 0.2 < -low / (high - low) < 0.8 else [low, high]
+        bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+        cax.tick_params(labelsize=6, length=2)
     for x, y_text, text, align in texts:
         ax.text(x, y_text, text, fontsize=7, ha=align, va="bottom")
     fig.suptitle(title, fontsize=9)
@@ -153,9 +195,11 @@ def curves_figure(history: Sequence[Mapping[str, float]], *,
     """Train and test loss and accuracy over the steps, as a matplotlib ``Figure``.
 
     Loss on the left axis (solid lines), accuracy on the right axis in percent (dashed); one
-    colour per split (`SPLIT_COLORS`). The test (evaluation) points are drawn as large
-    markers on top of the train curves, even when there is a single one; the legend shows each
-    series' colour, line style and marker. The title adds the last test accuracy.
+    colour per split (`SPLIT_COLORS`). Each series is drawn as it was measured: a marker on
+    every point when it has fewer than `MARKED_POINTS` (the evaluations: large, one shape per
+    metric, `METRIC_MARKERS`, on top of the train curves), joined by a line only when there
+    are two or more (a single evaluation is a marker alone, in the legend too). The legend
+    shows each series' colour, line style and marker; the title adds the last test accuracy.
 
     Args:
       history: records ``{"step": 50, "train_loss": .., "train_accuracy": .., "test_loss": ..,
@@ -176,10 +220,12 @@ def curves_figure(history: Sequence[Mapping[str, float]], *,
     handles = []
     for split, metric, steps, values in series:
         evaluation = split != "train"
+        marker = METRIC_MARKERS[metric] if evaluation else "."
         (line,) = (acc_ax if metric == "accuracy" else loss_ax).plot(
             steps, values, color=SPLIT_COLORS.get(split, "C2"),
-            linestyle=METRIC_STYLES[metric], linewidth=1.2 if evaluation else 1.5,
-            marker="o" if evaluation else ("." if len(steps) < 30 else None),
+            linestyle=METRIC_STYLES[metric] if len(steps) > 1 else "none",
+            linewidth=1.2 if evaluation else 1.5,
+            marker=marker if len(steps) < MARKED_POINTS else None,
             markersize=7 if evaluation else 4, markeredgecolor="white" if evaluation else None,
             zorder=3 if evaluation else 2, label=f"{split} {metric}")
         handles.append(line)
@@ -218,11 +264,19 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     return m
 
 
-def plot_confusion(matrix, path, class_names: Sequence[str] | None = None) -> str:
-    """Confusion matrix heat map with counts written in each cell.
+def count_fontsize(max_count: int, cell_inches: float = CONFUSION_CELL_IN) -> float:
+    """Font size (points) at which `max_count`'s digits fill at most 80 % of a cell's width
+    (a digit is about 0.6 em wide), between 5 and 11 points."""
+    digits = len(str(max(int(max_count), 0)))
+    return float(np.clip(0.8 * cell_inches * 72 / (0.6 * digits), 5, 11))
 
-    Up to 30 classes the counts are written in the cells, up to 60 the class names label the
-    axes; the figure stops growing at 60 classes (ImageNet's 1000 stay a readable heat map).
+
+def plot_confusion(matrix, path, class_names: Sequence[str] | None = None) -> str:
+    """Confusion matrix heat map (`VALUE_CMAP`, a colour bar of counts) with the counts.
+
+    Up to 30 classes the counts are written in the cells, as large as the largest count's
+    digits fit in a cell (`count_fontsize`); up to 60 the class names label the axes; the
+    figure stops growing at 60 classes (ImageNet's 1000 stay a readable heat map).
 
     Args:
       matrix: `(classes, classes)` counts, `m[true, predicted]` (`confusion_matrix`).
@@ -232,19 +286,23 @@ def plot_confusion(matrix, path, class_names: Sequence[str] | None = None) -> st
     m = np.asarray(matrix)
     n = m.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-    side = 0.45 * min(n, 60)
-    fig, ax = plt.subplots(figsize=(side + 2, side + 1.5))
-    ax.imshow(m, cmap="Blues", interpolation="nearest")
+    side = CONFUSION_CELL_IN * min(n, 60)
+    fig, ax = plt.subplots(figsize=(side + 2.8, side + 1.5))
+    image = ax.imshow(m, cmap=VALUE_CMAP, interpolation="nearest", vmin=0,
+                      vmax=max(int(m.max()), 1))
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03, label="examples")
+    bar.ax.tick_params(labelsize=8)
     if n <= 60:
-        ax.set_xticks(range(n), names, rotation=90 if n > 12 else 0, fontsize=7)
-        ax.set_yticks(range(n), names, fontsize=7)
+        ax.set_xticks(range(n), names, rotation=90 if n > 12 else 0, fontsize=9)
+        ax.set_yticks(range(n), names, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
+        size, dark = count_fontsize(m.max()), image.norm(m) < 0.5  # viridis is dark below
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=size,
+                        color="white" if dark[i, j] else "black")
     acc = np.trace(m) / max(m.sum(), 1)
     ax.set_title(f"confusion matrix (accuracy {acc:.2%})", fontsize=9)
     return _save(fig, path)
@@ -270,8 +328,11 @@ def feature_maps_figure(maps: Mapping[str, np.ndarray], *, max_channels: int = 8
                         title: str | None = None) -> Figure:
     """One row per named activation: its first `max_channels` channels, as a ``Figure``.
 
-    Each channel is scaled to [0, 1] on its own (viridis); the row is labelled with the
-    layer's name.
+    The channels of a row share one scale, from the lowest to the highest value drawn in the
+    row, shown by the row's colour bar (a channel that stays dark is weak next to the others,
+    a dead ReLU channel is uniform): `VALUE_CMAP` for activations, `IMAGE_CMAP` for the row
+    named ``input`` (pixels). A row whose drawn values are all equal has no colour bar; its
+    label says ``(constant v)``. Each row is labelled with the layer's name.
 
     Args:
       maps: ``{name: (H, W, C)}`` in network order (`jaxconv.plots.feature_maps`).
@@ -289,12 +350,18 @@ def feature_maps_figure(maps: Mapping[str, np.ndarray], *, max_channels: int = 8
         if fmap.ndim != 3:
             raise ValueError(f"feature map {name!r} must be (H, W, C), got shape {fmap.shape}")
     cols = max(min(fmap.shape[-1], max_channels) for fmap in arrays.values())
-    viridis = matplotlib.colormaps["viridis"]
-    rows = [[viridis(_unit_range(fmap[..., c]))[..., :3] for c in range(min(fmap.shape[-1], cols))]
-            for fmap in arrays.values()]
+    rows, labels, scales = [], [], []
+    for name, fmap in arrays.items():
+        drawn = fmap[..., :cols]
+        cmap = IMAGE_CMAP if name == "input" else VALUE_CMAP
+        unit = _unit_range(drawn)  # One scale for the row.
+        rows.append([_colored(cmap, unit[..., c]) for c in range(drawn.shape[-1])])
+        low, high = float(drawn.min()), float(drawn.max())
+        labels.append(name if high > low else f"{name} (constant {low:.3g})")
+        scales.append((cmap, low, high) if high > low else None)
     return _mosaic_figure(
         rows, title or f"feature maps of one image, first {cols} channels of each layer",
-        row_labels=list(arrays))
+        row_labels=labels, row_scales=scales)
 
 
 def plot_feature_maps(maps: Mapping[str, np.ndarray], path, *, max_channels: int = 8,
