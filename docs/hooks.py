@@ -5,9 +5,11 @@ code, so it runs with `python docs/tutorial.py` and opens as a notebook with jup
 site, `tutorial.md`'s `<!-- tutorial.py -->` marker is replaced by the cells: markdown cells
 as they are (their `# ` prefix removed), code cells as Python blocks, each followed, as a
 notebook shows a cell's output, by the figures it saves (`save(fig, "name")` writes
-docs/figures/tutorial/name.png), then a link to the script. What comes before the first cell
-(a jupytext header) is left out. A saved figure missing from docs/figures/tutorial/ fails
-`mkdocs build --strict` as a broken image.
+docs/figures/tutorial/name.png), then a link to the script. A code cell tagged
+``# %% tags=["hide-input"]`` (the setup: imports and helpers) is folded into a collapsed
+"Setup code" block, so the page goes from its introduction to section 1. What comes before
+the first cell (a jupytext header, a ruff directive) is left out. A saved figure missing from
+docs/figures/tutorial/ fails `mkdocs build --strict` as a broken image.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ MARKER = "<!-- tutorial.py -->"
 SCRIPT = Path(__file__).resolve().parent / "tutorial.py"
 FIGURE_DIR = "figures/tutorial"  # where the script's `save(fig, name)` writes, from docs/
 SAVE_CALL = re.compile(r"""^\s*save\(\s*\w+\s*,\s*["']([\w.-]+)["']\s*\)""")
+HIDE_INPUT = re.compile(r"""tags\s*=\s*\[[^\]]*["']hide-input["']""")
+SETUP_TITLE = "Setup code: imports and helpers (click to open)"
 
 
 def _cells(source: str) -> list[tuple[str, list[str]]]:
-    """`[(kind, lines)]` with kind "markdown" or "code", in order."""
+    """`[(kind, lines)]` with kind "markdown", "code" or "hidden" (hide-input code), in order."""
     cells: list[tuple[str, list[str]]] = []
     for line in source.splitlines():
         if line.startswith("# %%"):
-            cells.append(("markdown" if "[markdown]" in line else "code", []))
+            kind = "code" if HIDE_INPUT.search(line) is None else "hidden"
+            cells.append(("markdown" if "[markdown]" in line else kind, []))
         elif cells:
             cells[-1][1].append(line)
     return cells
@@ -48,6 +53,9 @@ def render(source: str) -> str:
             continue
         if kind == "markdown":
             out.append("\n".join(_uncomment(line) for line in lines))
+        elif kind == "hidden":  # pymdownx.details: a collapsed block, its body indented
+            block = "\n".join(f"    {line}".rstrip() for line in ["```python", *lines, "```"])
+            out.append(f'??? note "{SETUP_TITLE}"\n\n{block}')
         else:
             out.append("```python\n" + "\n".join(lines) + "\n```")
             for name in (m.group(1) for m in map(SAVE_CALL.match, lines) if m):

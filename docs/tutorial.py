@@ -6,13 +6,11 @@
 # (`jupytext --to ipynb docs/tutorial.py`) or run it (about 70 s of CPU). Figures go to
 # `docs/figures/tutorial/` (or `$JAXCONV_TUTORIAL_FIGURES`); checks are plain `assert`s.
 
-# %%
-import json
+# %% tags=["hide-input"]
+# Setup (folded on the site): plotting to files, `save`, `show_row`; each section imports the rest.
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 
 import matplotlib
 
@@ -22,28 +20,15 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from flax import nnx
-from sklearn.datasets import load_digits
 
 try:
     HERE = pathlib.Path(__file__).resolve().parent  # docs/
 except NameError:  # a notebook, started in docs/ or in the repository root
     HERE = pathlib.Path.cwd()
     HERE = HERE / "docs" if (HERE / "configs").is_dir() else HERE
-sys.path.insert(0, str(HERE.parent))  # the repository root: `configs` is imported below
-
-from configs import digits_finetune, digits_pretrain  # noqa: E402
-from jaxconv import data, models, training  # noqa: E402
-from jaxconv import functional as F  # noqa: E402
-from jaxconv import layers as L  # noqa: E402
-from jaxconv.data.digits import split_indices  # noqa: E402
-from jaxconv.predict import Predictor  # noqa: E402
-from jaxconv.summary import compare_connectivity, format_table, summarize  # noqa: E402
-
 FIGURES = pathlib.Path(os.environ.get("JAXCONV_TUTORIAL_FIGURES", HERE / "figures" / "tutorial"))
 FIGURES.mkdir(parents=True, exist_ok=True)
-WORK = pathlib.Path(tempfile.mkdtemp(prefix="jaxconv_tutorial_"))  # data and training runs
 
 
 def save(fig, name):
@@ -59,10 +44,6 @@ def show_row(axes, images, titles):
         ax.axis("off")
 
 
-digits = load_digits()
-# One digit as an NHWC batch of one, 0..1, smoothly upsampled from 8x8 to 32x32.
-digit = jax.image.resize(jnp.asarray(digits.images[0] / 16.0), (32, 32), "linear")[None, :, :, None]
-
 # %% [markdown]
 # ## 1. Why convolution: parameters of one hidden layer on a 200×200 image
 #
@@ -71,6 +52,10 @@ digit = jax.image.resize(jnp.asarray(digits.images[0] / 16.0), (32, 32), "linear
 # real layers built abstractly (`nnx.eval_shape` allocates nothing; FC alone is 6.4 GB).
 
 # %%
+from jaxconv import layers as L
+from jaxconv import models
+from jaxconv.summary import compare_connectivity, format_table, summarize
+
 counts = compare_connectivity((200, 200, 1), hidden_units=40_000, kernel_size=10, filters=100)
 assert counts == {"fully_connected": 200 * 200 * 40_000, "locally_connected": 40_000 * 10 * 10,
                   "convolutional": 100 * 10 * 10}  # 1.6e9, 4e6, 1e4
@@ -97,6 +82,13 @@ save(fig, "connectivity")
 # slides each over the image (cross-correlation), one map per filter, checked against NumPy.
 
 # %%
+from sklearn.datasets import load_digits
+
+from jaxconv import functional as F
+
+digits = load_digits()
+# One digit as an NHWC batch of one, 0..1, smoothly upsampled from 8x8 to 32x32.
+digit = jax.image.resize(jnp.asarray(digits.images[0] / 16.0), (32, 32), "linear")[None, :, :, None]
 sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 filters = {"Sobel x": sobel, "Sobel y": sobel.T,
            "Laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32),
@@ -273,6 +265,11 @@ else:
 # ±10°, shifted ±1 px, zoomed 0.9–1.1 (`data.distort`); all ten classes, 150 batches of 100.
 
 # %%
+import optax
+
+from jaxconv import data, training
+from jaxconv.data.digits import split_indices
+
 labels = digits.target
 stored = np.round(digits.images * 255 / 16).astype(np.uint8)[..., None]  # as in the dataset
 train, test = split_indices(labels)
@@ -313,6 +310,13 @@ assert hand_accuracy > 0.9
 # Train curves see distorted images and dropout, test points neither: hence test above train.
 
 # %%
+import json
+import tempfile
+
+sys.path.insert(0, str(HERE.parent))  # the repository root, where `configs` is
+from configs import digits_finetune, digits_pretrain
+
+WORK = pathlib.Path(tempfile.mkdtemp(prefix="jaxconv_tutorial_"))  # data and training runs
 config = digits_pretrain.get_config()
 config.update(data_dir=str(WORK / "tfds"), log_every_steps=10, eval_every_steps=50,
               num_train_steps=150,  # 20 epochs of the 0-4 train split would be 151 steps
@@ -369,6 +373,10 @@ for name, acc in accuracy.items():
 # --workdir <run> digit.png`). It must match the trainer's accuracy; frozen stages, bit for bit.
 
 # %%
+import shutil
+
+from jaxconv.predict import Predictor
+
 pretrained, transferred = (Predictor.from_checkpoint(d) for d in (pretrain_dir, transfer_dir))
 before, after = (nnx.to_pure_dict(nnx.state(nnx.merge(p.graphdef, p.state), nnx.Param))
                  for p in (pretrained, transferred))
