@@ -20,16 +20,18 @@ ALLOWED = {
     "extras": set(),
     "cli_errors": set(),
     "data": {"extras"},
-    "runs": {"data", "models", "extras"},
-    "run_history": set(),
+    "run_files": set(),
+    "runs": {"run_files", "data", "models", "extras"},
+    "run_history": {"run_files"},
     "transfer": {"runs", "models", "layers", "functional", "data", "extras"},
     "pretrained": {"transfer", "extras"},
     "training": {"data", "models", "layers", "functional", "transfer", "pretrained", "runs",
-                 "run_history", "summary", "cli_errors", "extras", "runtime"},
+                 "run_history", "run_files", "summary", "cli_errors", "extras", "runtime"},
     "predict": {"runs", "data", "transfer", "pretrained", "models", "layers", "functional",
                 "cli_errors", "extras", "runtime"},
-    "plots": {"predict", "runs", "data", "transfer", "models", "layers", "functional",
-              "cli_errors", "extras", "runtime"},
+    "experiments": {"training", "predict", "runs", "data", "cli_errors", "extras", "runtime"},
+    "plots": {"predict", "runs", "run_files", "data", "transfer", "models", "layers",
+              "functional", "cli_errors", "extras", "runtime"},
 }
 
 

@@ -18,9 +18,13 @@ from jaxconv.training import config as config_lib
 ROOT = Path(__file__).resolve().parent.parent
 # The shipped datasets' image shapes and class counts (imagenet2012: the default 224 crop).
 SHAPES = {"digits": ((8, 8, 1), 10), "mnist5k": ((28, 28, 1), 10), "mnist": ((28, 28, 1), 10),
-          "cifar10": ((32, 32, 3), 10), "imagenet2012": ((224, 224, 3), 1000)}
+          "cifar10": ((32, 32, 3), 10), "imagenet2012": ((224, 224, 3), 1000),
+          # mnist5k's smaller training sets (10/50/100 per class): the same images.
+          "mnist5k_100": ((28, 28, 1), 10), "mnist5k_500": ((28, 28, 1), 10),
+          "mnist5k_1000": ((28, 28, 1), 10)}
 # Which model takes which dataset's images (the table of docs/training.md).
-FITS = {"stagenet": set(SHAPES), "lenet5": {"mnist5k", "mnist", "cifar10", "imagenet2012"},
+FITS = {"stagenet": set(SHAPES), "lenet5": {"mnist5k", "mnist5k_100", "mnist5k_500",
+                                           "mnist5k_1000", "mnist", "cifar10", "imagenet2012"},
         "vgg": {"cifar10", "imagenet2012"}, "alexnet": {"imagenet2012"}}
 
 

@@ -18,9 +18,9 @@ from jaxconv import extras
 
 extras.require("train", feature=__name__)
 
-from jaxconv.experiments.report import table, write  # noqa: E402
-from jaxconv.experiments.runner import ExperimentError, run_dir, run_experiment, run_one  # noqa: E402
-from jaxconv.experiments.spec import (  # noqa: E402
+from jaxconv.experiments.report import table, write
+from jaxconv.experiments.runner import ExperimentError, run_dir, run_experiment, run_one
+from jaxconv.experiments.spec import (
     Claim,
     Experiment,
     RunOf,
@@ -28,8 +28,8 @@ from jaxconv.experiments.spec import (  # noqa: E402
     apply_overrides,
     load,
 )
-from jaxconv.experiments.stats import Summary, summarize, verdict  # noqa: E402
-from jaxconv.experiments.transforms import Brightness, Contrast, Gradient, Shift  # noqa: E402
+from jaxconv.experiments.stats import Summary, summarize, verdict
+from jaxconv.experiments.transforms import Brightness, Contrast, Gradient, Shift
 
 __all__ = [
     "Brightness",

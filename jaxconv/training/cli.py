@@ -197,6 +197,8 @@ def clean_errors() -> Iterator[None]:
     except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, DivergedError,
             CheckpointError, DatasetCorruptError) as err:
         fail(str(err), code=1)
+    except ImportError as err:  # An optional extra missing (its message names the extra).
+        fail(str(err).strip().splitlines()[0], code=1)
     except WorkdirError as err:
         fail(str(err))
     except Preempted as err:
