@@ -18,9 +18,13 @@ flushed to disk) as the trainer logs, so that an interrupted run loses nothing i
 
 Reading (`read`) drops a line that is not a JSON object (a line torn by a crash mid-write),
 never raising. `HistoryWriter.start` compacts the file when a segment starts (rewritten
-atomically: temporary file, then rename): it keeps the records of the steps up to the
+atomically, `run_files.write_atomic`): it keeps the records of the steps up to the
 resumed step, every segment and the marks, and drops the torn line, so that records are never
 appended after a torn one.
+
+The stream goes through `jaxconv.run_files`: locally a line is appended in place and
+``fsync``-ed; in a bucket (no append on object storage) each append uploads the whole object
+again, so every version of the object is whole and nothing can be torn there.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import json
 import math
 import os
 from typing import Any
+
+from jaxconv import run_files
 
 HISTORY_FILE = "history.jsonl"
 PLOTS_PHASE = "plots"
@@ -75,7 +81,7 @@ class History:
 
 def path(workdir: str | os.PathLike) -> str:
     """The stream's path in `workdir`."""
-    return os.path.join(os.fspath(workdir), HISTORY_FILE)
+    return os.fspath(run_files.path(workdir) / HISTORY_FILE)
 
 
 def _parse(line: str) -> dict[str, Any] | None:
@@ -89,8 +95,7 @@ def _parse(line: str) -> dict[str, Any] | None:
 def read(workdir: str | os.PathLike) -> History:
     """The workdir's `History` (empty when there is no stream; torn lines dropped)."""
     try:
-        with open(path(workdir), encoding="utf-8", errors="replace") as f:
-            lines = f.read().split("\n")
+        lines = run_files.read_text(path(workdir)).split("\n")
     except FileNotFoundError:
         return History()
     metrics: dict[int, dict[str, Any]] = {}
@@ -118,21 +123,12 @@ def _dumps(record: dict[str, Any]) -> str:
 
 
 def _rewrite(workdir: str, history: History) -> None:
-    target = path(workdir)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(_dumps(r) + "\n" for r in history.lines())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    run_files.write_atomic(path(workdir), "".join(_dumps(r) + "\n" for r in history.lines()))
 
 
 def mark_done(workdir: str | os.PathLike, phase: str, step: int) -> None:
     """Appends the mark that `phase` completed for the run finished at `step`."""
-    with open(path(workdir), "a", encoding="utf-8") as f:
-        f.write(_dumps({"kind": "done", "phase": phase, "step": step}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    run_files.append_line(path(workdir), _dumps({"kind": "done", "phase": phase, "step": step}))
 
 
 def is_done(workdir: str | os.PathLike, phase: str, step: int) -> bool:
@@ -167,10 +163,7 @@ class HistoryWriter:
     def _append(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(path(self.workdir), "a", encoding="utf-8") as f:
-            f.write(_dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        run_files.append_line(path(self.workdir), _dumps(record))
 
     def metrics(self, step: int, values: dict[str, Any]) -> None:
         """Appends figures logged at `step`."""

@@ -34,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jaxconv import run_files
 from jaxconv.data import DATASETS, DatasetInfo, Distortion, ResizeCrop
 from jaxconv.models import create_model
 
@@ -77,15 +78,9 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def _write_json(path: str, record: Any) -> str:
-    """Writes `record` to `path` atomically (temp file, fsync, rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+def _write_json(path: str | os.PathLike, record: Any) -> str:
+    """Writes `record` to `path` atomically (`run_files.write_atomic`)."""
+    return run_files.write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
 
 
 def write_run_info(workdir: str, *, model: str, model_kwargs: dict[str, Any],
@@ -93,7 +88,7 @@ def write_run_info(workdir: str, *, model: str, model_kwargs: dict[str, Any],
     """Writes a new run's ``workdir/run.json`` atomically (no resumes yet); returns its path."""
     record = {"model": model, "model_kwargs": model_kwargs,
               "dataset": dataclasses.asdict(dataset), "config": config, "resumes": []}
-    return _write_json(os.path.join(workdir, RUN_FILE), record)
+    return _write_json(run_files.path(workdir) / RUN_FILE, record)
 
 
 def append_resume(workdir: str, entry: dict[str, Any]) -> str:
@@ -107,9 +102,8 @@ def append_resume(workdir: str, entry: dict[str, Any]) -> str:
     Raises:
       ValueError: ``run.json`` is not a JSON object.
     """
-    path = os.path.join(workdir, RUN_FILE)
-    with open(path) as f:
-        record = json.load(f)
+    path = run_files.path(workdir) / RUN_FILE
+    record = json.loads(run_files.read_text(path))
     if not isinstance(record, dict):
         raise ValueError(f"{path} is not a valid run.json (not a JSON object)")
     record["resumes"] = [*record.get("resumes", []), entry]
@@ -136,13 +130,14 @@ def read_run_info(workdir: str | os.PathLike) -> RunInfo:
       FileNotFoundError: `workdir` has no ``run.json`` (not a jaxconv training workdir).
       ValueError: the file is not valid JSON of the expected shape.
     """
-    path = os.path.join(os.fspath(workdir), RUN_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: {os.fspath(workdir)!r} is not a jaxconv "
-                                f"training workdir (train.py writes run.json there)")
+    path = run_files.path(workdir) / RUN_FILE
     try:
-        with open(path) as f:
-            record = json.load(f)
+        text = run_files.read_text(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"{path} not found: {os.fspath(workdir)!r} is not a jaxconv "
+                                f"training workdir (train.py writes run.json there)") from None
+    try:
+        record = json.loads(text)
         dataset = DatasetInfo(**_tuples(record["dataset"]))
         started, resumes = record["config"], record.get("resumes", [])
         if not isinstance(started, dict) or not isinstance(resumes, list):
@@ -153,13 +148,15 @@ def read_run_info(workdir: str | os.PathLike) -> RunInfo:
         raise ValueError(f"{path} is not a valid run.json ({type(err).__name__}: {err})") from err
 
 
-def _is_step_dir(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, STATE_ITEM))
+def _is_step_dir(path: str | os.PathLike) -> bool:
+    return run_files.is_dir(run_files.path(path) / STATE_ITEM)
 
 
-def _is_complete(path: str) -> bool:
+def _is_complete(path: str | os.PathLike) -> bool:
+    """A step directory whose write finished: locally Orbax renamed its temporary directory;
+    on a bucket (no rename) Orbax wrote ``commit_success.txt`` into it last."""
     try:
-        return _is_step_dir(path) and ocp.step.is_checkpoint_finalized(path)
+        return _is_step_dir(path) and ocp.step.is_path_finalized(run_files.path(path))
     except OSError:  # Deleted while we looked.
         return False
 
@@ -170,18 +167,17 @@ def complete_steps(directory: str | os.PathLike) -> list[int]:
     Unfinished writes (``<step>.orbax-checkpoint-tmp``), steps set aside as unreadable and
     directories without a state item are not counted; a missing directory has none.
     """
-    directory = os.fspath(directory)
+    directory = run_files.path(directory)
     try:
-        names = os.listdir(directory)
+        names = run_files.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(int(d) for d in names
-                  if d.isdigit() and _is_complete(os.path.join(directory, d)))
+    return sorted(int(d) for d in names if d.isdigit() and _is_complete(directory / d))
 
 
 def _checkpoint_root(path: str) -> str:
     root = os.path.join(path, CHECKPOINTS_DIR)
-    return root if os.path.isdir(root) else path
+    return root if run_files.is_dir(root) else path
 
 
 _NO_CHECKPOINT = ("no complete checkpoint in {} (expected a workdir, its checkpoints/ "
@@ -207,7 +203,7 @@ def read_newest(path: str | os.PathLike, read: Callable[[str], Any]) -> Any:
       FileNotFoundError: no complete checkpoint.
       ValueError: no step can be read (the message names each step and why).
     """
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    path = os.fspath(run_files.path(path))
     if _is_step_dir(path):
         return read(path)
     root = _checkpoint_root(path)
@@ -248,7 +244,7 @@ def read_params(step_dir: str) -> dict[str, Any]:
       ValueError: the checkpoint cannot be read (truncated, corrupt or missing files, not a
         jaxconv train state); names the path.
     """
-    state_dir = os.path.join(step_dir, STATE_ITEM)
+    state_dir = run_files.path(step_dir) / STATE_ITEM
     try:
         state = ocp.StandardCheckpointer().restore(state_dir)
     except Exception as err:  # noqa: BLE001 - Orbax/TensorStore raise many types.
@@ -280,10 +276,9 @@ def read_metrics(workdir: str | os.PathLike) -> dict[str, Any] | None:
         a ``history`` that is not a list of records with a ``step``, no integer ``step``);
         the message names the path and the problem.
     """
-    path = os.path.join(os.fspath(workdir), METRICS_FILE)
+    path = run_files.path(workdir) / METRICS_FILE
     try:
-        with open(path) as f:
-            record = json.load(f)
+        record = json.loads(run_files.read_text(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

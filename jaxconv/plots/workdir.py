@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
-from jaxconv import data, runs
+from jaxconv import data, run_files, runs
 from jaxconv.layers import Activation, Dropout
 from jaxconv.plots import figures
 from jaxconv.predict import predictor as predictor_lib
@@ -125,11 +127,10 @@ def distorted_samples(run: RunInfo, num_images: int = NUM_DISTORTED_IMAGES,
 
 def _history(workdir: str) -> list[dict[str, Any]]:
     path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.isfile(path):
-        return []
     try:
-        with open(path) as f:
-            return json.load(f).get("history", [])
+        return json.loads(run_files.read_text(path)).get("history", [])
+    except (FileNotFoundError, IsADirectoryError):
+        return []
     except (ValueError, AttributeError) as err:
         raise ValueError(f"{path} is not a valid metrics file ({err})") from err
 
@@ -159,15 +160,31 @@ def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
       ValueError: an unreadable checkpoint, or one that does not fit the run's model.
       OSError: ``workdir/plots`` cannot be made a writable directory (checked before any
         work: a read-only workdir, a file named ``plots``), or a figure cannot be written.
+
+    In a bucket (``gs://...``) the figures are drawn into a local temporary directory, then
+    each PNG is uploaded to ``workdir/plots/`` (one atomic object write each).
     """
     workdir = os.fspath(workdir)
     out = os.path.join(workdir, PLOTS_DIR)
     runs.read_run_info(workdir)  # a workdir train.py wrote, before anything is created in it
-    if os.path.lexists(out) and not os.path.isdir(out):
-        raise NotADirectoryError(20, "a file is in the way of the plots directory", out)
-    os.makedirs(out, exist_ok=True)
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise PermissionError(13, "not writable", out)
+    if not run_files.is_url(workdir):
+        if os.path.lexists(out) and not os.path.isdir(out):
+            raise NotADirectoryError(20, "a file is in the way of the plots directory", out)
+        os.makedirs(out, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", out)
+        return _draw(workdir, out, params)
+    staging = tempfile.mkdtemp(prefix="jaxconv-plots-")
+    try:
+        drawn = _draw(workdir, staging, params)
+        run_files.upload_dir(staging, out)
+        return [os.path.join(out, os.path.relpath(p, staging)) for p in drawn]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _draw(workdir: str, out: str, params: Any) -> list[str]:
+    """`write_all`'s figures, drawn into local directory `out`; returns the PNG paths."""
     model, run = runs.load_trained_model(workdir, params=params)
     written = []
     kernel = first_conv_kernel(model)

@@ -7,6 +7,9 @@ file per process). Saves are asynchronous: the arrays are copied off the device 
 `Checkpointer.save` returns, the files are written in the background into
 ``<step>.orbax-checkpoint-tmp`` and renamed to ``<step>`` once complete, so a process killed
 mid-write leaves only a temporary directory, which is ignored (and removed on the next start).
+In a bucket (``gs://``; object storage has no directory rename) Orbax writes straight into
+``<step>/`` and writes ``<step>/commit_success.txt`` last: a step without it is unfinished,
+ignored by every reader (`jaxconv.runs.complete_steps`) and removed on the next start.
 Restoring both items and re-running the same jitted step reproduces an uninterrupted run bit
 for bit.
 
@@ -24,7 +27,6 @@ multi-process run all processes agree on whether a step could be read before fal
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -34,6 +36,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from jaxconv import run_files
 from jaxconv.data import iterator_restore_args, iterator_save_args
 from jaxconv.training.preemption import any_process
 
@@ -74,12 +77,13 @@ class Checkpointer:
     """A ``CheckpointManager`` keeping the last `max_to_keep` checkpoints in `directory`.
 
     Args:
-      directory: where checkpoints go (created if missing); absolute or made absolute.
+      directory: where checkpoints go (created if missing); a local path (made absolute) or
+        a ``gs://`` path.
       max_to_keep: how many recent checkpoints to keep.
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int):
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = os.fspath(run_files.path(directory))
         self._remove_unfinished()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True
@@ -90,13 +94,19 @@ class Checkpointer:
 
     def _remove_unfinished(self) -> None:
         """Deletes the unfinished writes of a killed run (process 0; synchronously, unlike
-        Orbax's ``cleanup_tmp_directories``, whose thread can outlive a short program)."""
-        if jax.process_index() != 0 or not os.path.isdir(self.directory):
+        Orbax's ``cleanup_tmp_directories``, whose thread can outlive a short program): the
+        temporary directories, and in a bucket the step directories without Orbax's commit
+        marker (module docstring)."""
+        if jax.process_index() != 0 or not run_files.is_dir(self.directory):
             return
-        for name in os.listdir(self.directory):
-            if TMP_MARK in name:
+        bucket = run_files.is_url(self.directory)
+        for name in run_files.listdir(self.directory):
+            path = run_files.path(self.directory) / name
+            unfinished = TMP_MARK in name or (
+                bucket and name.isdigit() and not ocp.step.is_path_finalized(path))
+            if unfinished:
                 logging.info("removing the unfinished checkpoint write %s", name)
-                shutil.rmtree(os.path.join(self.directory, name))
+                run_files.remove(path)
 
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or None."""
@@ -153,9 +163,9 @@ class Checkpointer:
             for step in steps:
                 path = os.path.join(self.directory, str(step))
                 target, n = f"{path}.unreadable", 1
-                while os.path.exists(target):
+                while run_files.exists(target):
                     target, n = f"{path}.unreadable{n}", n + 1
-                os.rename(path, target)
+                run_files.rename(path, target)
                 logging.warning("moved the unreadable checkpoint %s to %s", path, target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("jaxconv_checkpoint_set_aside")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from jaxconv import run_history
+from jaxconv import run_files, run_history
 from jaxconv.runs import METRICS_FILE
 
 
@@ -189,11 +189,7 @@ class MetricLogger:
         path = os.path.join(self.workdir, METRICS_FILE)
         record = {k: _finite_or_none(v) for k, v in summary.items()}
         record["history"] = [{k: _finite_or_none(v) for k, v in r.items()} for r in self.history]
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return run_files.write_atomic(path, json.dumps(record, indent=1))
 
     def close(self) -> None:
         """Flushes and closes the bar and the event file."""

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 
 import jax
 
+from jaxconv import run_files
 from jaxconv.training.hooks import Hooks
 
 PROFILE_DIR = "profile"  # Under the workdir.
@@ -49,13 +52,17 @@ class ProfileHook(Hooks):
             raise ValueError(f"profile steps must satisfy 0 <= start < stop, got ({start}, "
                              f"{stop})")
         self.log_dir, self.start, self.stop = os.fspath(log_dir), start, stop
+        self._trace_dir: str | None = None  # A local directory; uploaded if log_dir is gs://.
         self.active = False
         self.first_step: int | None = None
 
     def _begin(self, step: int) -> None:
         _wait_for_device()  # The steps before `start` stay out of the trace.
-        os.makedirs(self.log_dir, exist_ok=True)
-        jax.profiler.start_trace(self.log_dir, create_perfetto_trace=True)
+        if run_files.is_url(self.log_dir):  # The profiler writes local files; uploaded after.
+            self._trace_dir = tempfile.mkdtemp(prefix="jaxconv-profile-")
+        else:
+            self._trace_dir = os.fspath(run_files.makedirs(self.log_dir))
+        jax.profiler.start_trace(self._trace_dir, create_perfetto_trace=True)
         self.active, self.first_step = True, step
 
     def _finish(self, step: int) -> None:
@@ -66,6 +73,9 @@ class ProfileHook(Hooks):
         finally:
             jax.profiler.stop_trace()
             self.active = False
+        if self._trace_dir != self.log_dir and self._trace_dir is not None:
+            run_files.upload_dir(self._trace_dir, self.log_dir)
+            shutil.rmtree(self._trace_dir, ignore_errors=True)
         logger.info("profiled steps %d..%d into %s", self.first_step, step - 1, self.log_dir)
 
     def on_start(self, step: int) -> None:

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxconv import run_history, runs
+from jaxconv import run_files, run_history, runs
 from jaxconv.training import config as config_lib
 from jaxconv.training import config_keys
 from jaxconv.training import optimizer as optimizer_lib
@@ -92,7 +92,7 @@ def _warn(message: str) -> None:
 
 
 def _read_record(workdir: str) -> runs.RunInfo | None:
-    if not os.path.exists(os.path.join(workdir, runs.RUN_FILE)):
+    if not run_files.exists(os.path.join(workdir, runs.RUN_FILE)):
         return None
     try:
         return runs.read_run_info(workdir)
@@ -108,10 +108,10 @@ def _read_metrics(workdir: str) -> dict[str, Any] | None:
     except ValueError as err:
         path = os.path.join(workdir, runs.METRICS_FILE)
         target, n = f"{path}{UNREADABLE_SUFFIX}", 1
-        while os.path.exists(target):
+        while run_files.exists(target):
             target, n = f"{path}{UNREADABLE_SUFFIX}{n}", n + 1
         if jax.process_index() == 0:
-            os.replace(path, target)
+            run_files.rename(path, target)
         _warn(f"{err}: moved it to {target}; the run goes on")
         return None
 

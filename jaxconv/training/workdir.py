@@ -1,16 +1,25 @@
 """The training workdir as a resource: usable, held by one trainer, not silently full.
 
+A workdir is a local directory or a bucket path (``gs://bucket/run``); every file goes
+through `jaxconv.run_files`, and the lock has one interface with two mechanisms.
+
 - `open_workdir` creates the workdir and checks that it can be written, turning the ways it
   cannot (a path under a regular file, a read-only filesystem, no permission) into one
-  `WorkdirError` naming the path and the reason.
-- `WorkdirLock` makes a run exclusive: an ``fcntl.flock`` on ``workdir/train.lock`` (one file
-  per process of a multi-process run: ``train.lock`` for process 0, ``train.lock.<i>`` for
-  process ``i``), held from before the trainer touches anything until it returns. A second
+  `WorkdirError` naming the path and the reason. A bucket path has nothing to create; the
+  lock's first write finds a missing bucket, missing credentials or permissions, or no
+  network, in one line within seconds.
+- `WorkdirLock` makes a run exclusive: locally an ``fcntl.flock`` on ``workdir/train.lock``
+  (one file per process of a multi-process run: ``train.lock`` for process 0,
+  ``train.lock.<i>`` for process ``i``); in a bucket the lock object of the same name
+  (`jaxconv.training.bucket_lock`: created with a generation precondition, refreshed while
+  held, taken over with a warning once stale). Either is held from before the trainer
+  touches anything until it returns. A second
   trainer fails at once with `WorkdirBusyError`, naming the holder (pid, host, start time,
   the line the holder wrote into the file). The kernel releases the lock when its process
   exits, however it exits (``kill -9`` included), so a lock is never stale. It is advisory
   and needs a filesystem with ``flock``: on some network filesystems (older NFS, some FUSE
-  mounts) the call fails or locks only on one machine, and the run cannot be protected.
+  mounts) the call fails or locks only on one machine, and the run cannot be protected:
+  give such runs a ``gs://`` workdir instead of a gcsfuse mount.
 - `exclusive` does both, in every process of a run.
 - `remove_new_entries` removes what a run that failed before its first checkpoint created
   (`entries` lists the workdir before), so that a rerun and every reader find it as before.
@@ -25,13 +34,13 @@ import datetime
 import errno
 import fcntl
 import os
-import shutil
 import socket
 from collections.abc import Iterator
 
 import jax
 
-from jaxconv import runs
+from jaxconv import run_files, runs
+from jaxconv.training import bucket_lock
 from jaxconv.training.preemption import any_process
 
 LOCK_FILE = "train.lock"
@@ -72,6 +81,8 @@ def open_workdir(workdir: str) -> str:
       WorkdirError: a path component is a regular file, or the directory cannot be created
         (read-only filesystem, no permission, ...): names the path and the reason.
     """
+    if run_files.is_url(workdir):
+        return workdir  # Objects need no directory; the lock checks the bucket.
     blocking = _blocking_file(workdir)
     if blocking is not None:
         raise WorkdirError(f"cannot use --workdir {workdir}: {blocking} is a file, not a "
@@ -89,21 +100,32 @@ def lock_path(workdir: str, process_index: int) -> str:
     return os.path.join(workdir, name)
 
 
-class WorkdirLock:
-    """An exclusive, non-blocking ``flock`` on a workdir's lock file (module docstring).
+def _busy(workdir: str, holder: str, path: str) -> WorkdirBusyError:
+    return WorkdirBusyError(f"{workdir} is in use by another trainer ({holder}; lock {path}): "
+                            f"wait for it to finish or stop it, or use another --workdir")
 
-    Use as a context manager (or `acquire` / `release`). The file is kept after release;
-    its line says who held it last.
+
+class WorkdirLock:
+    """The exclusive, non-blocking lock of a workdir (module docstring): an ``flock`` on a
+    local lock file, or a lock object in a bucket.
+
+    Use as a context manager (or `acquire` / `release`). A local file is kept after release
+    (its line says who held it last); a bucket's lock object is deleted.
 
     Args:
-      workdir: an existing directory (`open_workdir`).
+      workdir: an existing directory (`open_workdir`) or a ``gs://`` path.
       process_index: this process's index in a multi-process run (0 alone).
+      stale_s: a bucket lock not refreshed for this many seconds is taken over
+        (`bucket_lock.STALE_S`); unused locally (the kernel frees a dead process's flock).
     """
 
-    def __init__(self, workdir: str, process_index: int = 0):
+    def __init__(self, workdir: str, process_index: int = 0, *,
+                 stale_s: float = bucket_lock.STALE_S):
         self.workdir = workdir
         self.path = lock_path(workdir, process_index)
         self._fd: int | None = None
+        self._bucket = (bucket_lock.BucketLock(self.path, stale_s=stale_s)
+                        if run_files.is_url(workdir) else None)
 
     def acquire(self) -> WorkdirLock:
         """Takes the lock, then writes this process's line into the file.
@@ -111,8 +133,17 @@ class WorkdirLock:
         Raises:
           WorkdirBusyError: another process holds it (the message quotes its line).
           WorkdirError: the file cannot be created or locked (read-only, permission, a
-            filesystem without flock).
+            filesystem without flock; a bucket that is missing or not writable, no
+            credentials, no network).
         """
+        if self._bucket is not None:
+            try:
+                self._bucket.acquire()
+            except bucket_lock.LockBusy as err:
+                raise _busy(self.workdir, str(err), self.path) from None
+            except bucket_lock.BucketError as err:
+                raise WorkdirError(f"cannot use --workdir {self.workdir}: {err}") from None
+            return self
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
@@ -124,10 +155,7 @@ class WorkdirLock:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise WorkdirBusyError(
-                    f"{self.workdir} is in use by another trainer ({holder}; lock "
-                    f"{self.path}): wait for it to finish or stop it, or use another "
-                    f"--workdir") from None
+                raise _busy(self.workdir, holder, self.path) from None
             raise WorkdirError(f"cannot lock {self.path} ({_reason(err)}): this filesystem "
                                f"may not support flock; use a local --workdir") from err
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -143,7 +171,9 @@ class WorkdirLock:
         return self
 
     def release(self) -> None:
-        """Releases the lock (closing the file releases it)."""
+        """Releases the lock (closing the file releases it; a bucket's object is deleted)."""
+        if self._bucket is not None:
+            self._bucket.release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -185,7 +215,7 @@ def exclusive(workdir: str) -> Iterator[WorkdirLock]:
 def entries(workdir: str) -> frozenset[str] | None:
     """The names in `workdir` now; None when it does not exist (`remove_new_entries`)."""
     try:
-        return frozenset(os.listdir(workdir))
+        return frozenset(run_files.listdir(workdir))
     except OSError:
         return None
 
@@ -208,12 +238,10 @@ def remove_new_entries(workdir: str, before: frozenset[str] | None, lock: Workdi
     for name in sorted(now - (before or frozenset())):
         if name.startswith(LOCK_FILE) or jax.process_index() != 0:
             continue  # Lock files: each process removes its own, below.
-        path = os.path.join(workdir, name)
         with contextlib.suppress(OSError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+            run_files.remove(os.path.join(workdir, name))
+    if run_files.is_url(workdir):
+        return  # A bucket's lock object goes on release; a prefix is no directory.
     if before is None or mine not in before:
         with contextlib.suppress(OSError):
             os.unlink(lock.path)
