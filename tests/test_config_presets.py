@@ -85,3 +85,26 @@ def test_train_py_trains_a_preset(preset, dataset, digits_dir, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "test accuracy" in run.stdout + run.stderr
     assert (workdir / "run.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["vgg", "alexnet"])
+def test_a_preset_on_a_builtin_dataset_trains_on_mock_data(preset, tmp_path):
+    """The presets whose datasets cannot be prepared offline (cifar10, imagenet2012), on
+    tfds.testing.mock_data: two steps, one device, finite figures."""
+    import json
+
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    from jaxconv import training
+
+    config = default.get_config(preset)
+    config.update(data_dir=str(tmp_path / "tfds"), batch_size=4, eval_batch_size=8,
+                  num_train_steps=2, log_every_steps=1, eval_every_steps=0,
+                  progress_bar=False, write_plots=False)
+    with tfds.testing.mock_data(num_examples=12):
+        training.train_and_evaluate(config, tmp_path / "run", devices=jax.devices()[:1])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"] == preset and metrics["step"] == 2
+    assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["test_loss"])
