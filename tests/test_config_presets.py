@@ -1,17 +1,20 @@
 """configs/default.py:<model>: every model from the command line, on every shipped dataset
 whose image size it takes (docs/training.md, "Another model")."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from flax import nnx
 
 from configs import default
-from jaxconv import data
+from jaxconv import data, training
 from jaxconv.models import MODELS, create_model
 from jaxconv.training import config as config_lib
 
@@ -92,13 +95,6 @@ def test_train_py_trains_a_preset(preset, dataset, digits_dir, tmp_path):
 def test_a_preset_on_a_builtin_dataset_trains_on_mock_data(preset, tmp_path):
     """The presets whose datasets cannot be prepared offline (cifar10, imagenet2012), on
     tfds.testing.mock_data: two steps, one device, finite figures."""
-    import json
-
-    import numpy as np
-    import tensorflow_datasets as tfds
-
-    from jaxconv import training
-
     config = default.get_config(preset)
     config.update(data_dir=str(tmp_path / "tfds"), batch_size=4, eval_batch_size=8,
                   num_train_steps=2, log_every_steps=1, eval_every_steps=0,
