@@ -28,11 +28,17 @@ give the mount point as ``data_dir`` at training time.
 from __future__ import annotations
 
 import importlib.util
+import socket
+import urllib.parse
+from typing import Any
 
 import tensorflow_datasets as tfds
 from absl import app, flags
+from etils import epath
 
 from jaxconv.data.sources import DATASETS, DatasetInfo, PathLike, ensure_prepared, get_spec
+
+CONNECT_TIMEOUT_S = 5.0  # check_reachable: per download host.
 
 
 def prepare(
@@ -61,11 +67,34 @@ def prepare(
                 "with: pip install 'jaxconv[prepare]'"
             )
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir, file_format="array_record")
+        prepared = (epath.Path(builder.data_dir) / "dataset_info.json").exists()  # No warning.
+        if manual_dir is None and not prepared:
+            check_reachable(name, builder.url_infos or {})
         config = tfds.download.DownloadConfig(
             manual_dir=None if manual_dir is None else str(manual_dir)
         )
         builder.download_and_prepare(download_config=config)
     return ensure_prepared(name, data_dir)
+
+
+def check_reachable(name: str, urls: Any, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Connects once to each host that `urls` (the builder's downloads) name, so that a
+    machine without internet fails at once instead of after TFDS's minutes of retries.
+
+    Raises:
+      ConnectionError: a host cannot be resolved or reached within `timeout` seconds (one
+        line: the host, the reason, what to do offline).
+    """
+    hosts = sorted({(u.hostname, u.port or (443 if u.scheme == "https" else 80))
+                    for u in map(urllib.parse.urlsplit, urls) if u.hostname})
+    for host, port in hosts:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as err:
+            raise ConnectionError(
+                f"cannot download {name!r}: {host}:{port} is unreachable ({err.strerror or err}); "
+                f"offline, use --dataset mnist5k (5,000 real MNIST digits, no download) or "
+                f"digits, or copy a data_dir prepared on a machine with internet") from None
 
 
 def _define_flags() -> None:
@@ -84,7 +113,7 @@ def main(argv: list[str]) -> None:
     f = flags.FLAGS
     try:
         info = prepare(f.dataset, f.data_dir, f.manual_dir)
-    except ImportError as err:
+    except (ImportError, ConnectionError) as err:
         raise SystemExit(f"error: {err}") from err
     print(f"Prepared {info.name}: {info.num_train} train / {info.num_test} test.")
 
