@@ -135,3 +135,45 @@ def test_flags_move_convs_off_ynn_without_changing_results(clean_env, tmp_path):
     for key in ("value", "gx", "gw"):
         np.testing.assert_allclose(a[key], b[key], rtol=2e-5, atol=1e-4 * np.abs(a[key]).max())
     assert "YNN" in plain
+
+
+# ------------------------------------------------------------------ the flags per CPU class
+
+ZEN3 = frozenset("fpu sse2 avx fma avx2".split())
+ZEN4 = ZEN3 | {"avx512f", "avx512_bf16"}
+SPR = ZEN4 | {"amx_tile", "amx_bf16"}
+
+
+def test_every_cpu_class_has_its_flags():
+    from jaxconv.runtime import cpu_class
+
+    assert set(xla_flags.FLAGS_BY_CLASS) == set(cpu_class.CLASSES)
+    for cls in cpu_class.CLASSES:
+        flags = xla_flags.flags_for(cls)
+        assert flags and all(name.startswith("--xla_cpu_") for name, _ in flags)
+        assert (FLAG_NAME, FLAG_VALUE) in flags  # YNN off on every class measured
+    with pytest.raises(ValueError, match="unknown CPU class 'sse'"):
+        xla_flags.flags_for("sse")
+
+
+@pytest.mark.parametrize("cpu_flags, cls", [(ZEN3, "avx2"), (ZEN4, "avx512"), (SPR, "amx")])
+def test_apply_uses_and_logs_the_detected_class(clean_env, monkeypatch, caplog, cpu_flags, cls):
+    monkeypatch.setattr(xla_flags, "jaxlib_accepts", lambda flags, use_cache=True: True)
+    with caplog.at_level("INFO", logger="jaxconv.runtime.xla_flags"):
+        applied = xla_flags.apply_cpu_performance_flags(cpu_flags=cpu_flags)
+    expected = [f"{name}={value}" for name, value in xla_flags.flags_for(cls)]
+    assert applied == expected
+    assert os.environ["XLA_FLAGS"] == " ".join(expected)
+    assert f"CPU class {cls}" in caplog.text and "JAXCONV_CPU_CLASS" in caplog.text
+
+
+def test_class_override_picks_that_class(clean_env, monkeypatch, caplog):
+    monkeypatch.setattr(xla_flags, "jaxlib_accepts", lambda flags, use_cache=True: True)
+    monkeypatch.setenv("JAXCONV_CPU_CLASS", "avx2")
+    with caplog.at_level("INFO", logger="jaxconv.runtime.xla_flags"):
+        xla_flags.apply_cpu_performance_flags(cpu_flags=SPR)
+    assert "CPU class avx2" in caplog.text
+    monkeypatch.setenv("JAXCONV_CPU_CLASS", "bogus")
+    monkeypatch.delenv("XLA_FLAGS")
+    with pytest.raises(ValueError, match="JAXCONV_CPU_CLASS"):
+        xla_flags.apply_cpu_performance_flags(cpu_flags=SPR)

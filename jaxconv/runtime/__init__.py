@@ -1,7 +1,10 @@
 """Process settings for entry points: CPU tuning (XLA flags, malloc) and the compilation cache.
 
 - `jaxconv.runtime.xla_flags`: `apply_cpu_performance_flags` (convolutions on every core;
-  opt out with `JAXCONV_NO_XLA_FLAGS=1`).
+  flags chosen per CPU class; opt out with `JAXCONV_NO_XLA_FLAGS=1`).
+- `jaxconv.runtime.cpu_class`: `cpu_class` (AVX2 / AVX-512 / AMX from `/proc/cpuinfo`,
+  `JAXCONV_CPU_CLASS` overrides) and `bf16_advice` (the warning for bfloat16 compute on a CPU
+  where XLA's bfloat16 convolutions do not pay).
 - `jaxconv.runtime.malloc`: `reuse_freed_memory` (no page faults on XLA's per-step buffers;
   opt out with `JAXCONV_NO_MALLOC_TUNING=1`).
 - `jaxconv.runtime.guard`: the one check both go through (opt-out variable, `JAX_PLATFORMS`,
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from jaxconv.runtime import compile_cache, guard, malloc, xla_flags
+from jaxconv.runtime import compile_cache, cpu_class, guard, malloc, xla_flags
 from jaxconv.runtime.compile_cache import enable_compilation_cache
+from jaxconv.runtime.cpu_class import bf16_advice
 from jaxconv.runtime.malloc import reuse_freed_memory
 from jaxconv.runtime.xla_flags import apply_cpu_performance_flags
 
@@ -52,7 +56,9 @@ def tune_cpu() -> CpuTuning:
 __all__ = [
     "CpuTuning",
     "apply_cpu_performance_flags",
+    "bf16_advice",
     "compile_cache",
+    "cpu_class",
     "enable_compilation_cache",
     "guard",
     "malloc",

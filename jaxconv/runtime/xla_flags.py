@@ -18,6 +18,10 @@ before it computes anything::
     runtime.tune_cpu()
     import jax
 
+The flags are chosen per CPU class (`jaxconv.runtime.cpu_class`: AVX2, AVX-512, AMX, detected
+from `/proc/cpuinfo`, overridden by `JAXCONV_CPU_CLASS`); `FLAGS_BY_CLASS` records the
+measurement behind each choice, and the call logs the class and the flags it applied.
+
 Importing this module changes nothing (it imports `jaxconv`, hence jax, but starts no
 backend); only the call does: library modules never configure JAX at import.
 """
@@ -32,6 +36,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from jaxconv.runtime import cpu_class as cpu_class_lib
 from jaxconv.runtime import guard
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,17 @@ CPU_PERFORMANCE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--xla_cpu_experimental_ynn_fusion_type",
      "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"),
 )
+# The flags per CPU class (`cpu_class.CLASSES`), each with the measurement that chose it
+# (`benchmarks/train_step.py`, 2 cores, jaxlib 0.10.2; docs/performance.md, CHANGELOG.md). On
+# every class measured the YNN-off flags won and nothing else did: `--xla_cpu_use_onednn` was
+# slower on AVX-512 (498 vs 441 ms, bare conv) and changed nothing on AMX;
+# `--xla_cpu_prefer_vector_width=512` was within noise on AVX-512 (Zen 4).
+FLAGS_BY_CLASS: dict[str, tuple[tuple[str, str], ...]] = {
+    "avx2": CPU_PERFORMANCE_FLAGS,  # Zen 3: CIFAR StageNet step 2.4x faster, AlexNet 1.3x
+    "avx512": CPU_PERFORMANCE_FLAGS,  # Zen 4: CIFAR StageNet step 220 vs 354 ms
+    "amx": CPU_PERFORMANCE_FLAGS,  # Xeon with AMX: bare 3x3 conv fwd+bwd 328 vs 739 ms
+    "baseline": CPU_PERFORMANCE_FLAGS,  # not measured: Eigen's convolutions run on any x86
+}
 DISABLE_ENV = "JAXCONV_NO_XLA_FLAGS"  # set to 1 to make apply_cpu_performance_flags a no-op
 _CHECK_TIMEOUT_S = 120
 
@@ -104,25 +120,42 @@ def jaxlib_accepts(flags: str, *, use_cache: bool = True) -> bool:
     return accepted
 
 
-def apply_cpu_performance_flags(*, use_cache: bool = True) -> list[str]:
-    """Appends `CPU_PERFORMANCE_FLAGS` to `XLA_FLAGS` where they are safe and not yet chosen.
+def flags_for(cls: str) -> tuple[tuple[str, str], ...]:
+    """The `(flag name, value)` pairs chosen for CPU class `cls` (one of `cpu_class.CLASSES`).
+
+    Raises:
+      ValueError: an unknown class.
+    """
+    if cls not in FLAGS_BY_CLASS:
+        raise ValueError(f"unknown CPU class {cls!r}; expected one of {list(FLAGS_BY_CLASS)}")
+    return FLAGS_BY_CLASS[cls]
+
+
+def apply_cpu_performance_flags(*, use_cache: bool = True,
+                                cpu_flags: frozenset[str] | None = None) -> list[str]:
+    """Appends this CPU class's flags (`flags_for`) to `XLA_FLAGS` where safe and not yet chosen.
 
     A flag is skipped when the user's `XLA_FLAGS` already names it (their value wins). Nothing
     is applied when `JAXCONV_NO_XLA_FLAGS=1`, when `JAX_PLATFORMS` is set without "cpu", when
     jax's backends have already started (too late: XLA has parsed its flags; a warning is
     logged), or when the installed jaxlib rejects the flags (`jaxlib_accepts`).
 
+    The CPU class (`cpu_class.cpu_class`: from `cpu_flags`, `/proc/cpuinfo` or
+    `JAXCONV_CPU_CLASS`) and the flags applied are logged at INFO level.
+
     Args:
       use_cache: reuse / store the `jaxlib_accepts` answer on disk.
+      cpu_flags: the CPU's flags (None: read `/proc/cpuinfo`).
 
     Returns:
       The flags added (empty when none was).
     """
     if not guard.tuning_allowed(DISABLE_ENV):
         return []
+    cls = cpu_class_lib.cpu_class(cpu_flags)
     current = os.environ.get("XLA_FLAGS", "")
     named = {f.split("=", 1)[0] for f in current.split()}
-    new = [f"{name}={value}" for name, value in CPU_PERFORMANCE_FLAGS if name not in named]
+    new = [f"{name}={value}" for name, value in flags_for(cls) if name not in named]
     if not new:
         return []
     if guard.backends_started():
@@ -133,4 +166,6 @@ def apply_cpu_performance_flags(*, use_cache: bool = True) -> list[str]:
         logger.info("jaxlib %s rejects %s: not applied", _jaxlib_version(), new)
         return []
     os.environ["XLA_FLAGS"] = " ".join([current] + new).strip()
+    logger.info("CPU class %s (%s overrides): XLA flags %s applied (%s=1 turns them off)",
+                cls, cpu_class_lib.CLASS_ENV, new, DISABLE_ENV)
     return new
