@@ -26,6 +26,12 @@ YNN_OFF_FLAG = (
     "--xla_cpu_experimental_ynn_fusion_type="
     "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"
 )
+# Variant tokens of train_step.py that add an XLA flag (in the worker's XLA_FLAGS).
+XLA_FLAG_TOKENS = {
+    "ynn_off": YNN_OFF_FLAG,
+    "vw512": "--xla_cpu_prefer_vector_width=512",
+    "onednn": "--xla_cpu_use_onednn=true",
+}
 
 
 def cpu_count() -> int:

@@ -33,6 +33,54 @@ def reuse_freed_memory():
         raise SystemExit("malloc.reuse_freed_memory() did not apply")
 
 
+def make_jax_step(name, batch, *, bf16=False, conv_fn=None):
+    """The compiled jax train step of model `name` and what it runs on.
+
+    Returns `(compiled, state, (x, y), fwd_flops, compile_s)`: `compiled(*state, x, y)` returns
+    the new state (a 3-list: params, optimizer state, the rest) and the loss, with `state`
+    donated. `conv_fn` goes into every `Conv` layer (a lever of `levers.py`).
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from jaxconv import layers as L
+
+    spec = _models.SPECS[name]
+    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
+                     optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
+    model = _models.build_jax(name, dtype=jnp.bfloat16 if bf16 else None)
+    fwd, _ = _models.forward_flops(model, spec.image)
+    for _, layer in model.named_leaves():
+        if conv_fn is not None and isinstance(layer, L.Conv):
+            layer.conv_fn = conv_fn
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def train_step(params, opt_state, rest, x, y):
+        # Merge at the jit level; nnx.value_and_grad carries the dropout RNG counts out
+        # (a plain jax.grad over a merged module cannot mutate them).
+        m = nnx.merge(graphdef, params, rest)
+
+        def loss_fn(m):
+            logits = m(x).astype(jnp.float32)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(m)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        rest = nnx.split(m, nnx.Param, ...)[2]
+        return optax.apply_updates(params, updates), opt_state, rest, loss
+
+    kx, ky = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (batch,) + spec.image, jnp.float32)
+    y = jax.random.randint(ky, (batch,), 0, spec.classes)
+    state = [params, tx.init(params), rest]
+    t0 = time.perf_counter()
+    compiled = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(*state, x, y).compile()
+    return compiled, state, (x, y), fwd, time.perf_counter() - t0
+
+
 # ----------------------------------------------------------------------------------- jax side
 
 
@@ -45,57 +93,22 @@ def jax_worker(args):
     if "heap" in tokens:
         reuse_freed_memory()
     import jax
-    import jax.numpy as jnp
     import levers
-    import optax
-    from flax import nnx
 
     import jaxconv.functional as F
-    from jaxconv import layers as L
 
     if "xla" in tokens:
         F.set_lowering("xla")
     # A conv variant goes into each Conv layer as its `conv_fn` (of several, the last here).
     conv_fns = {"im2col": levers.conv2d_im2col, "unbanded": levers.conv2d_unbanded,
-                "untiled": levers.conv2d_untiled}
+                "untiled": levers.conv2d_untiled, "dotbias": levers.conv2d_dot_bias}
     conv_fn = ([conv_fns[t] for t in conv_fns if t in tokens] or [None])[-1]
-    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
-                     optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     runs = {}
 
     def setup(name):
-        spec = _models.SPECS[name]
         bf16 = "bf16" in tokens or args.dtype == "bfloat16"
-        model = _models.build_jax(name, dtype=jnp.bfloat16 if bf16 else None)
-        fwd, _ = _models.forward_flops(model, spec.image)
-        for _, layer in model.named_leaves():
-            if conv_fn is not None and isinstance(layer, L.Conv):
-                layer.conv_fn = conv_fn
-        model.train()
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-        def train_step(params, opt_state, rest, x, y):
-            # Merge at the jit level; nnx.value_and_grad carries the dropout RNG counts out
-            # (a plain jax.grad over a merged module cannot mutate them).
-            m = nnx.merge(graphdef, params, rest)
-
-            def loss_fn(m):
-                logits = m(x).astype(jnp.float32)
-                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-            loss, grads = nnx.value_and_grad(loss_fn)(m)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            rest = nnx.split(m, nnx.Param, ...)[2]
-            return optax.apply_updates(params, updates), opt_state, rest, loss
-
-        batch = batch_size(args, name)
-        kx, ky = jax.random.split(jax.random.key(1))
-        x = jax.random.normal(kx, (batch,) + spec.image, jnp.float32)
-        y = jax.random.randint(ky, (batch,), 0, spec.classes)
-        state = [params, tx.init(params), rest]
-        t0 = time.perf_counter()
-        compiled = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(*state, x, y).compile()
-        compile_s = time.perf_counter() - t0
+        compiled, state, (x, y), fwd, compile_s = make_jax_step(
+            name, batch_size(args, name), bf16=bf16, conv_fn=conv_fn)
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         mem = compiled.memory_analysis()

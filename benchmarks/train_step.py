@@ -19,10 +19,13 @@ flags of jaxconv.runtime.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `bf16` (the models' `dtype`,
-as `config.compute_dtype=bfloat16`: convs, matmuls, pooling and normalization in bfloat16,
-float32 parameters and logits),
-`heap` (`jaxconv.runtime.malloc.reuse_freed_memory()` first, as `train.py` does).
+convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `dotbias`
+(`levers.conv2d_dot_bias`: conv bias gradients as a matrix-vector product), `bf16` (the
+models' `dtype`, as `config.compute_dtype=bfloat16`: convs, matmuls, pooling and
+normalization in bfloat16, float32 parameters and logits),
+`heap` (`jaxconv.runtime.malloc.reuse_freed_memory()` first, as `train.py` does), and XLA
+flag levers (`_common.XLA_FLAG_TOKENS`): `vw512` (`--xla_cpu_prefer_vector_width=512`: LLVM
+codegen at AVX-512's width), `onednn` (`--xla_cpu_use_onednn=true`).
 torch variants: `eager` (NCHW), `channels_last`, `compile` (torch.compile, skipped if it fails),
 each optionally `+heap` (the same malloc settings, in a second torch process).
 
@@ -85,8 +88,9 @@ def _start_workers(args, models):
     workers = {}
     for variant in [v for v in args.jax.split(",") if v]:
         env = dict(base_env)
-        if "ynn_off" in variant.split("+"):
-            env["XLA_FLAGS"] = (user_flags + " " + _common.YNN_OFF_FLAG).strip()
+        tokens = variant.split("+")
+        extra = [flag for token, flag in _common.XLA_FLAG_TOKENS.items() if token in tokens]
+        env["XLA_FLAGS"] = " ".join([user_flags] + extra).strip()
         workers[f"jax:{variant}"] = _common.Worker(
             f"jax:{variant}", me + ["--worker=jax", f"--variant={variant}"], env)
     torch_kinds = [v for v in args.torch.split(",") if v]
