@@ -16,6 +16,7 @@ Keep `EXTRAS` in step with ``[project.optional-dependencies]`` in ``pyproject.to
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from types import MappingProxyType
 
@@ -58,6 +59,25 @@ def is_installed(module: str) -> bool:
         return False
 
 
+def source_checkout() -> str | None:
+    """The source tree jaxconv runs from (a directory with a ``pyproject.toml`` naming
+    jaxconv next to the package: a clone, installed with ``pip install -e .``), else None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+            return root if 'name = "jaxconv"' in f.read() else None
+    except OSError:
+        return None
+
+
+def source_install_hint(extra: str) -> str:
+    """``" (from this source checkout: pip install -e '<root>[extra]')"``, where jaxconv runs
+    from a clone (`source_checkout`): ``pip install 'jaxconv[extra]'`` would fetch jaxconv
+    from the package index instead; ``""`` otherwise."""
+    root = source_checkout()
+    return f" (from this source checkout: pip install -e '{root}[{extra}]')" if root else ""
+
+
 def require(extra: str, *modules: str, feature: str) -> None:
     """Raises one clear `ImportError` unless the packages of `extra` are installed.
 
@@ -82,6 +102,6 @@ def require(extra: str, *modules: str, feature: str) -> None:
         names = ", ".join(provided[m] for m in missing)
         raise ImportError(
             f"{feature} needs the {extra!r} extra: pip install 'jaxconv[{extra}]' "
-            f"(missing: {names})",
+            f"(missing: {names}){source_install_hint(extra)}",
             name=missing[0],
         )

@@ -6,6 +6,7 @@ A child Python puts an import hook first on `sys.meta_path` that refuses the pac
 packages must fail with one line naming `jaxconv[train]`.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -99,9 +100,12 @@ def test_require_names_only_what_is_missing():
         except ImportError as e:
             print(e)
     """)
+    # Run from this clone: the message also gives the command that installs from it.
     assert proc.stdout.strip() == (
         "a demo needs the 'train' extra: pip install 'jaxconv[train]' "
-        "(missing: tqdm, scikit-learn)")
+        f"(missing: tqdm, scikit-learn) (from this source checkout: pip install -e "
+        f"'{extras.source_checkout()}[train]')")
+    assert os.path.exists(os.path.join(extras.source_checkout(), "jaxconv", "extras.py"))
     with pytest.raises(ValueError, match="unknown extra 'gpu'"):
         extras.require("gpu", feature="x")
     with pytest.raises(ValueError, match="not modules of the 'train' extra"):

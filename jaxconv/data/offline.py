@@ -118,6 +118,17 @@ class _DropVariantWarnings(logging.Filter):
 
 
 @contextlib.contextmanager
+def quiet_variant_warnings():
+    """TFDS's "Variant folder ... has no dataset_info.json" warnings off for the block."""
+    absl_logger, drop = logging.getLogger("absl"), _DropVariantWarnings()
+    absl_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(drop)
+
+
+@contextlib.contextmanager
 def offline_messages():
     """TFDS's download-oriented chatter (variant warnings, progress bars) off for the block."""
     absl_logger, drop = logging.getLogger("absl"), _DropVariantWarnings()

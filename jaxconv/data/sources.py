@@ -23,6 +23,8 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from jaxconv import extras
+from jaxconv.data import offline
 from jaxconv.data.digits import Digits
 from jaxconv.data.mnist5k import Mnist5k
 from jaxconv.data.subsets import ClassSubset, check_classes, subset_names
@@ -152,10 +154,12 @@ def _not_prepared_error(
         )
     return FileNotFoundError(
         f"Dataset {name!r} is not prepared in {where} (expected {builder.data_dir}). "
-        f"Prepare it once (needs TensorFlow) with:\n  {command}{extra}"
+        f"Prepare it once (needs TensorFlow) with:\n  {command}"
+        f"{extras.source_install_hint('prepare')}{extra}"
     )
 
 
+@offline.quiet_variant_warnings()  # An unprepared dataset is one error (`_not_prepared_error`).
 def open_sources(
     name: str, data_dir: PathLike | None, splits: Sequence[str],
     classes: Sequence[int] | None = None,
