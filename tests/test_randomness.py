@@ -36,7 +36,7 @@ NO_WARP = data.Distortion()
 DEVICE_RTOL = 1e-5
 
 
-IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1), np.uint8)
+IMAGES = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1), np.uint8)
 
 
 def _image_batch(n, *, same=False):
@@ -101,7 +101,7 @@ def test_dropout_masks_differ_between_examples():
 
 def test_distortions_change_every_step_differ_between_examples_and_repeat():
     setup = _setup(dropout=0.0, distortion=WARP)
-    copies = _image_batch(4, same=True)
+    copies = _image_batch(8, same=True)
     losses = _losses(setup, copies, 2)
     assert losses[0] != losses[1], "same distortion at consecutive steps"
     assert _losses(setup, copies, 2) == losses  # Same seed and steps: same distortions.
@@ -118,7 +118,7 @@ def test_jit_on_4_devices_draws_the_masks_of_1_device():
 
 
 def test_pmap_distorts_as_1_device_and_draws_per_device_dropout():
-    batch = _image_batch(4)
+    batch = _image_batch(8)  # 2 per device: device k's examples are 2k and 2k + 1.
     one = _losses(_setup(dropout=0.0, distortion=WARP), batch, 2)
     pmap = _losses(_setup(dropout=0.0, distortion=WARP, mode="pmap", devices=4), batch, 2)
     np.testing.assert_allclose(pmap, one, rtol=DEVICE_RTOL)
