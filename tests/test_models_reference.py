@@ -129,8 +129,11 @@ def images(shape, seed=1):
 
 # --- LeNet-5 ---
 
+# C1 is padded so that its output is at least 28x28, as for the paper's 32x32: 28 -> 2,
+# 31 -> 1 (28 is MNIST).
 @pytest.mark.parametrize("input_size,pad,act,pool", [(32, 0, "relu", "max"),
-                                                      (28, 2, "tanh", "avg")])
+                                                      (28, 2, "tanh", "avg"),
+                                                      (31, 1, "relu", "avg")])
 def test_lenet5(input_size, pad, act, pool):
     model = random_model(lambda: LeNet5(10, input_size=input_size, activation=act, pool=pool,
                                         rngs=nnx.Rngs(0)))
