@@ -14,7 +14,7 @@ changing a module or its tests, then kill the real survivors with a test.
 The checkout is never touched: the working tree (tracked and untracked, not ignored files)
 is copied to a temporary directory and the mutants are made there, one at a time, each tested
 by ``python -m pytest -x -m "not slow" -n 0 <the module's tests>`` run in the copy (whose
-``jaxconv`` shadows the editable install). The sample is drawn with a fixed seed, so a rerun
+``jaxconv`` shadows the editable install); ``--tier all`` runs their slow tests too. The sample is drawn with a fixed seed, so a rerun
 tests the same mutants. Bit-shift and bitwise operator swaps are left out (on floats and
 arrays they fail at once; they would only pad the score). A mutant whose tests run past
 ``--timeout`` counts as killed, as cosmic-ray counts it. Survivors are printed with their
@@ -77,7 +77,8 @@ MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                ("tests/test_models_reference.py", "tests/test_models.py",
                 "tests/test_models_vgg.py")),
     "predict": (("jaxconv/predict/predictor.py",),
-                ("tests/test_fast_invariants.py", "tests/test_predict_cli.py")),
+                ("tests/test_fast_invariants.py", "tests/test_predict.py",
+                 "tests/test_predict_cli.py")),
     "transfer": (("jaxconv/transfer",),
                  ("tests/test_transfer.py", "tests/test_pretrained_torch_import.py",
                   "tests/test_pretrained_preprocessing.py")),
@@ -115,7 +116,8 @@ def describe(item) -> str:
 def run_module(name: str, args, work: Path) -> dict:
     """Tests a sample of `name`'s mutants in `work`; returns its counts and survivors."""
     paths, tests = MODULES[name]
-    command = (f"{sys.executable} -m pytest -x -q -m 'not slow' -n 0 -p no:randomly "
+    tier = "-m 'not slow' " if args.tier == "fast" else ""
+    command = (f"{sys.executable} -m pytest -x -q {tier}-n 0 -p no:randomly "
                f"-p no:cacheprovider {' '.join(tests)}")
     t0 = time.monotonic()
     outcome, output = run_tests(command, args.timeout)
@@ -146,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, default=20, help="mutants per module (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="the sample's seed")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per test run")
+    parser.add_argument("--tier", choices=("fast", "all"), default="fast",
+                        help="run the module's fast tests (default) or its slow ones too")
     parser.add_argument("--report", help="write the results as JSON here")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     args = parser.parse_args(argv)
