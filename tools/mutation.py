@@ -14,11 +14,12 @@ changing a module or its tests, then kill the real survivors with a test.
 The checkout is never touched: the working tree (tracked and untracked, not ignored files)
 is copied to a temporary directory and the mutants are made there, one at a time, each tested
 by ``python -m pytest -x -m "not slow" -n 0 <the module's tests>`` run in the copy (whose
-``jaxconv`` shadows the editable install); ``--tier all`` runs their slow tests too. The sample is drawn with a fixed seed, so a rerun
-tests the same mutants. Bit-shift and bitwise operator swaps are left out (on floats and
-arrays they fail at once; they would only pad the score). A mutant whose tests run past
-``--timeout`` counts as killed, as cosmic-ray counts it. Survivors are printed with their
-diff; ``--report FILE`` also writes them, with every result, as JSON.
+``jaxconv`` shadows the editable install); ``--tier all`` runs their slow tests too. The
+sample is drawn with a fixed seed, so a rerun tests the same mutants. Bit-shift and bitwise
+operator swaps are left out (on floats and arrays they fail at once; they would only pad the
+score). A mutant whose tests run past ``--timeout`` counts as killed, as cosmic-ray counts
+it. Survivors are printed with their diff; ``--report FILE`` also writes them, with every
+result, as JSON.
 """
 
 from __future__ import annotations
