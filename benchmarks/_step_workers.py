@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 
 import _common
@@ -102,6 +103,11 @@ def jax_worker(args):
     # A conv variant goes into each Conv layer as its `conv_fn` (of several, the last here).
     conv_fns = {"im2col": levers.conv2d_im2col, "unbanded": levers.conv2d_unbanded,
                 "untiled": levers.conv2d_untiled, "dotbias": levers.conv2d_dot_bias}
+    if "onednn_ffi" in tokens:  # the oneDNN prototype (bash benchmarks/onednn/build.sh first)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn"))
+        import onednn_conv
+
+        conv_fns["onednn_ffi"] = onednn_conv.conv2d_like_jaxconv
     conv_fn = ([conv_fns[t] for t in conv_fns if t in tokens] or [None])[-1]
     runs = {}
 

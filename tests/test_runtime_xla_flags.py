@@ -157,23 +157,28 @@ def test_every_cpu_class_has_its_flags():
 
 
 @pytest.mark.parametrize("cpu_flags, cls", [(ZEN3, "avx2"), (ZEN4, "avx512"), (SPR, "amx")])
-def test_apply_uses_and_logs_the_detected_class(clean_env, monkeypatch, caplog, cpu_flags, cls):
-    monkeypatch.setattr(xla_flags, "jaxlib_accepts", lambda flags, use_cache=True: True)
-    with caplog.at_level("INFO", logger="jaxconv.runtime.xla_flags"):
-        applied = xla_flags.apply_cpu_performance_flags(cpu_flags=cpu_flags)
+def test_choose_flags_by_detected_class(clean_env, cpu_flags, cls):
     expected = [f"{name}={value}" for name, value in xla_flags.flags_for(cls)]
-    assert applied == expected
-    assert os.environ["XLA_FLAGS"] == " ".join(expected)
-    assert f"CPU class {cls}" in caplog.text and "JAXCONV_CPU_CLASS" in caplog.text
+    assert xla_flags.choose_flags(cpu_flags) == (cls, expected)
+    # The user's value of a flag wins: it is left out.
+    assert xla_flags.choose_flags(cpu_flags, f"{FLAG_NAME}=-dot --xla_foo=1")[1] == [
+        f for f in expected if not f.startswith(FLAG_NAME)]
 
 
-def test_class_override_picks_that_class(clean_env, monkeypatch, caplog):
-    monkeypatch.setattr(xla_flags, "jaxlib_accepts", lambda flags, use_cache=True: True)
+def test_class_override_picks_that_class(clean_env, monkeypatch):
     monkeypatch.setenv("JAXCONV_CPU_CLASS", "avx2")
-    with caplog.at_level("INFO", logger="jaxconv.runtime.xla_flags"):
-        xla_flags.apply_cpu_performance_flags(cpu_flags=SPR)
-    assert "CPU class avx2" in caplog.text
+    assert xla_flags.choose_flags(SPR)[0] == "avx2"
     monkeypatch.setenv("JAXCONV_CPU_CLASS", "bogus")
-    monkeypatch.delenv("XLA_FLAGS")
     with pytest.raises(ValueError, match="JAXCONV_CPU_CLASS"):
-        xla_flags.apply_cpu_performance_flags(cpu_flags=SPR)
+        xla_flags.choose_flags(SPR)
+
+
+def test_apply_logs_the_class_and_flags(clean_env, monkeypatch, caplog):
+    # Unit test of the log line: this worker's backend may already run (another test), and
+    # the flags' acceptance is tested above; both are stubbed here.
+    monkeypatch.setattr(guard, "backends_started", lambda: False)
+    monkeypatch.setattr(xla_flags, "jaxlib_accepts", lambda flags, use_cache=True: True)
+    with caplog.at_level("INFO", logger="jaxconv.runtime.xla_flags"):
+        applied = xla_flags.apply_cpu_performance_flags(cpu_flags=ZEN4)
+    assert applied == [FLAG] and os.environ["XLA_FLAGS"] == FLAG
+    assert "CPU class avx512" in caplog.text and "JAXCONV_CPU_CLASS" in caplog.text

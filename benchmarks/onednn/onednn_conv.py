@@ -113,4 +113,27 @@ def lax_conv2d(x, w, stride=(1, 1), padding=((0, 0), (0, 0))):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-__all__ = ["LIBRARY", "available", "conv2d", "isa", "lax_conv2d"]
+__all__ = ["LIBRARY", "available", "conv2d", "conv2d_like_jaxconv", "isa", "lax_conv2d"]
+
+
+def conv2d_like_jaxconv(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1,
+                        groups=1):
+    """`jaxconv.functional.conv2d`'s signature over oneDNN's `conv2d`, for a `Conv` layer's
+    `conv_fn` (`benchmarks/train_step.py --jax=ynn_off+heap+onednn_ffi`).
+
+    Dilated or grouped convolutions fall back to `jaxconv.functional.conv2d`.
+    """
+    import jaxconv.functional as F
+    from jaxconv.functional.args import flatten_batch, resolve_padding, to_pair, unflatten_batch
+
+    s, d = to_pair(stride, "stride"), to_pair(dilation, "dilation")
+    if d != (1, 1) or groups != 1:
+        return F.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+    pads = resolve_padding(padding, x.shape[-3:-1], kernel.shape[:2], s, d)
+    xf, batch = flatten_batch(x)
+    dtype = jax.numpy.promote_types(x.dtype, kernel.dtype)
+    y = conv2d(xf.astype(dtype), kernel.astype(dtype), s, tuple(map(tuple, pads)))
+    if bias is not None:
+        y = y + bias
+    return unflatten_batch(y, batch)

@@ -11,11 +11,13 @@ than its float32 one on every class we had, while PyTorch's oneDNN uses the bflo
 
 | class | CPU | XLA float32 | XLA bfloat16 | torch channels_last bfloat16 |
 |---|---|---|---|---|
-| `avx512` with AVX512-BF16, no AMX | AMD EPYC (Zen 4) | 1364 ms | 1441 ms | 757 ms |
+| `avx512` with AVX512-BF16, no AMX | AMD EPYC (Zen 4) | 286.6 ms | 283.7 ms | 153.3 ms |
 | `amx` | Intel Xeon, AMX | 328 ms | 333 ms | 172 ms |
 
-(The first row was measured at load average ~10 on a shared machine; the ratio within the row
-is what counts.) AVX2 CPUs have no bfloat16 arithmetic: XLA converts to float32 and back.
+(Shared machines: load average 3.6-4.0 for the first row, quiet for the second; the ratio
+within a row is what counts.) In the CIFAR StageNet-shaped step of `benchmarks/onednn/bench.py`
+XLA's bfloat16 step took 268.4 ms against 229.2 ms in float32 on the Zen 4. AVX2 CPUs have no
+bfloat16 arithmetic: XLA converts to float32 and back.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ NO_BF16_WARNING_ENV = "JAXCONV_NO_BF16_WARNING"  # set to 1 to silence `bf16_adv
 # bfloat16 / float32 time of XLA:CPU's 3x3 conv forward+backward per class (jaxlib 0.10.2; the
 # module docstring's table). A class is missing where it was not measured; at or above
 # `BF16_PAYS_BELOW` bfloat16 compute does not pay.
-BF16_CONV_TIME_RATIO = {"avx512": 1441 / 1364, "amx": 333 / 328}
+BF16_CONV_TIME_RATIO = {"avx512": 283.7 / 286.6, "amx": 333 / 328}
 BF16_PAYS_BELOW = 0.8
-_MEASURED = {"avx512": "1441 vs 1364 ms on an AMD EPYC with AVX512-BF16",
+_MEASURED = {"avx512": "283.7 vs 286.6 ms on an AMD EPYC with AVX512-BF16",
              "amx": "333 vs 328 ms on an Intel Xeon with AMX"}
 
 

@@ -131,6 +131,22 @@ def flags_for(cls: str) -> tuple[tuple[str, str], ...]:
     return FLAGS_BY_CLASS[cls]
 
 
+def choose_flags(cpu_flags: frozenset[str] | None = None,
+                 current: str = "") -> tuple[str, list[str]]:
+    """The CPU class and the `--name=value` flags to add to `XLA_FLAGS=current` for it.
+
+    Args:
+      cpu_flags: the CPU's flags (None: read `/proc/cpuinfo`; `JAXCONV_CPU_CLASS` overrides).
+      current: the user's `XLA_FLAGS`; a flag it already names is left out (theirs wins).
+
+    Returns:
+      `(class, flags)`, the class one of `cpu_class.CLASSES`.
+    """
+    cls = cpu_class_lib.cpu_class(cpu_flags)
+    named = {f.split("=", 1)[0] for f in current.split()}
+    return cls, [f"{name}={value}" for name, value in flags_for(cls) if name not in named]
+
+
 def apply_cpu_performance_flags(*, use_cache: bool = True,
                                 cpu_flags: frozenset[str] | None = None) -> list[str]:
     """Appends this CPU class's flags (`flags_for`) to `XLA_FLAGS` where safe and not yet chosen.
@@ -152,10 +168,8 @@ def apply_cpu_performance_flags(*, use_cache: bool = True,
     """
     if not guard.tuning_allowed(DISABLE_ENV):
         return []
-    cls = cpu_class_lib.cpu_class(cpu_flags)
     current = os.environ.get("XLA_FLAGS", "")
-    named = {f.split("=", 1)[0] for f in current.split()}
-    new = [f"{name}={value}" for name, value in flags_for(cls) if name not in named]
+    cls, new = choose_flags(cpu_flags, current)
     if not new:
         return []
     if guard.backends_started():
