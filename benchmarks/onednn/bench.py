@@ -4,6 +4,7 @@ Run from the repository root after `bash benchmarks/onednn/build.sh`::
 
     python benchmarks/onednn/bench.py                      # check + bare conv + StageNet step
     python benchmarks/onednn/bench.py --cases=conv --dtypes=float32 --rounds=5
+    python benchmarks/onednn/bench.py --cases=alexnet --dtypes=float32   # AlexNet's 5 convs
 
 1. **check**: `onednn_conv.conv2d` against `lax.conv_general_dilated` (forward, input and
    weight gradients of a random cotangent) over strides/paddings/kernel sizes, float32 and
@@ -15,6 +16,8 @@ Run from the repository root after `bash benchmarks/onednn/build.sh`::
    -> ReLU -> 2x2 max pool, 64-128-256, dense 10, softmax cross-entropy, SGD momentum 0.9),
    batch 128, with XLA's convs or oneDNN's; the same network as
    `benchmarks/train_step.py --models=stagenet_cifar` up to its (reshape) max pool.
+4. **alexnet** (not in the default cases): torchvision AlexNet's five convolutions at batch
+   16, forward + both gradients, XLA vs oneDNN vs torch channels_last, one table each.
 
 Prints the machine header, oneDNN's ISA, medians and minima in ms.
 """
@@ -116,6 +119,40 @@ def _conv_fns(dtype):
     return fns
 
 
+# torchvision AlexNet's convolutions at batch 16: (H=W, C_in, C_out, k, stride, pad).
+ALEXNET_CONVS = [(224, 3, 64, 11, 4, 2), (27, 64, 192, 5, 1, 2), (13, 192, 384, 3, 1, 1),
+                 (13, 384, 256, 3, 1, 1), (13, 256, 256, 3, 1, 1)]
+
+
+def _layer_fns(dtype, hw, cin, cout, k, stride, pad, batch=16):
+    """Forward + both gradients of one conv: XLA, oneDNN via FFI, torch channels_last."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((batch, hw, hw, cin), np.float32), dtype)
+    w = jnp.asarray(rng.standard_normal((k, k, cin, cout), np.float32) * 0.05, dtype)
+    s, p = (stride, stride), ((pad, pad), (pad, pad))
+    out = jax.eval_shape(lambda: oc.lax_conv2d(x, w, s, p)).shape
+    dy = jnp.asarray(rng.standard_normal(out, np.float32), dtype)
+    fns = {}
+    for name, conv in (("jax xla", oc.lax_conv2d), ("jax onednn", oc.conv2d)):
+        f = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda a, b: conv(a, b, s, p), x, w)[1](dy))
+        fns[name] = lambda f=f: jax.block_until_ready(f(x, w, dy))
+    try:
+        import torch
+    except ImportError:
+        return fns
+    tdt = torch.bfloat16 if jnp.dtype(dtype) == jnp.bfloat16 else torch.float32
+    cl = torch.channels_last
+    tx = torch.randn(batch, cin, hw, hw, dtype=tdt).to(memory_format=cl).requires_grad_()
+    tw = (torch.randn(cout, cin, k, k, dtype=tdt) * 0.05).to(memory_format=cl).requires_grad_()
+    tdy = torch.randn(batch, cout, out[1], out[2], dtype=tdt).to(memory_format=cl)
+
+    def step():
+        tx.grad = tw.grad = None
+        torch.nn.functional.conv2d(tx, tw, stride=stride, padding=pad).backward(tdy)
+    fns["torch channels_last"] = step
+    return fns
+
+
 def _stagenet_fns(dtype, batch=128):
     rng = np.random.default_rng(2)
     feats = (3, 64, 128, 256)
@@ -201,6 +238,11 @@ def main():
         if "step" in cases:
             report(f"StageNet-shaped train step, batch 128, {dtype.name}, ms",
                    measure(_stagenet_fns(dtype), args.rounds, args.reps))
+        if "alexnet" in cases:
+            for layer in ALEXNET_CONVS:
+                report(f"AlexNet conv {layer} (H=W, C_in, C_out, k, stride, pad), batch 16, fwd "
+                       f"+ both grads, {dtype.name}, ms",
+                       measure(_layer_fns(dtype, *layer), args.rounds, args.reps))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
