@@ -20,9 +20,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 
-from jaxconv import data, runs
+from jaxconv import data, runs, runtime
 from jaxconv.models import count_params, create_model
 from jaxconv.training import config as config_lib
 from jaxconv.training import finetune, memory, parallel, steps
@@ -182,6 +183,9 @@ def build_job(config, *, wrap: Callable | None = None, devices: list | None = No
     """
     par = parallel.create(config.parallelism, devices)
     config_lib.check_batch_split(config, par.device_count)
+    advice = runtime.bf16_advice(None, config.compute_dtype, jax.default_backend())
+    if advice and jax.process_index() == 0:  # bfloat16 that cannot pay on this CPU.
+        logging.warning("%s", advice)
     data_dir, crop = runs.data_dir(config), runs.make_crop(config)
     classes = tuple(config.classes) or None
     try:
