@@ -107,6 +107,9 @@ def test_conv2d_grads(cin):
         ((5, 5, 6), (3, 3, 3, 4), {"groups": 1}, "kernel shape (3, 3, 3, 4) expects 3 input "
                                                  "channels (kernel in-dim 3 x groups 1), got x "
                                                  "with 6"),
+        ((5, 5, 4), (3, 3, 3, 4), {"groups": 2}, "kernel shape (3, 3, 3, 4) expects 6 input "
+                                                 "channels (kernel in-dim 3 x groups 2), got x "
+                                                 "with 4"),
         ((5, 5, 6), (3, 3, 6), {}, "kernel must be (kh, kw, in_channels // groups, "
                                    "out_channels), got shape (3, 3, 6)"),
         ((5, 5, 6), (3, 3, 6, 4), {"groups": 0}, "groups must be a positive int, got 0"),

@@ -82,7 +82,8 @@ MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                  "tests/test_predict_cli.py")),
     "transfer": (("jaxconv/transfer",),
                  ("tests/test_transfer.py", "tests/test_pretrained_torch_import.py",
-                  "tests/test_pretrained_preprocessing.py")),
+                  "tests/test_pretrained_preprocessing.py",
+                  "tests/test_pretrained_download.py")),
 }
 EXCLUDED_OPERATORS = re.compile(r".*_(RShift|LShift|BitOr|BitAnd|BitXor)$")
 
