@@ -42,3 +42,31 @@ def trained_run(digits_dir, tmp_path_factory):
     state = training.train_and_evaluate(config, workdir)
     plots.write_all(workdir, params=state.params)
     return str(workdir)
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """A Cloud Storage API on 127.0.0.1 (`gcs_emulator`: gcp-storage-emulator, in memory, with
+    Cloud Storage's generation preconditions), this process's clients pointed at it (its
+    ``env``, also for subprocesses); nothing reaches the internet."""
+    import gc
+
+    import gcs_emulator
+
+    emulator = gcs_emulator.start()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in emulator.env.items():
+            patch.setenv(key, value)
+        yield emulator
+        gc.collect()  # tensorboardX's bucket writers upload again when collected: while it runs.
+    emulator.stop()
+
+
+@pytest.fixture
+def gcs_dir(gcs, request):
+    """A fresh ``gs://`` path in the emulator's bucket, named after the test."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:40]
+    return f"gs://{gcs.bucket}/{name}-{uuid.uuid4().hex[:8]}"

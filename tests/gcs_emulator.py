@@ -15,8 +15,10 @@ The emulator (2026.7) ignores the generation preconditions that real Cloud Stora
 (``ifGenerationMatch`` on uploads and deletes) and that the bucket lock relies on, so this
 file, run as a program, adds them before it serves: a write or delete whose
 ``ifGenerationMatch`` does not equal the object's generation (0: the object must not exist)
-gets HTTP 412, as from Cloud Storage. The server is single-threaded, so the check and the
-write cannot interleave with another request.
+gets HTTP 412, as from Cloud Storage; and a download answers with the object's generation in
+``x-goog-generation``, as Cloud Storage does (tensorstore reads it to retry a conditional
+write of an OCDBT manifest after a 412: without it, "Malformed StorageGeneration"). The
+server is single-threaded, so a check and its write cannot interleave with another request.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from http import HTTPStatus
@@ -73,8 +76,10 @@ def start(bucket: str = BUCKET, timeout: float = 30.0) -> Emulator:
     """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    # Its log goes to a file: a pipe nobody reads fills up and blocks the (single) server thread.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, __file__, str(port), bucket],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -83,7 +88,9 @@ def start(bucket: str = BUCKET, timeout: float = 30.0) -> Emulator:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                output = process.communicate()[0].decode(errors="replace")
+                process.wait()
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"the storage emulator did not start: {output}") from None
             time.sleep(0.05)
     return Emulator(url, bucket, process, client_env(url))
@@ -120,12 +127,18 @@ def _serve(port: int, bucket: str) -> None:
 
     Storage.create_file = checked_create
 
-    def with_preconditions(handler, is_delete):
+    def with_preconditions(handler, method):
         def handle(request, response, storage, *args, **kwargs):
             current["request"] = request
+            params = request.params or {}
             try:
-                if is_delete:
-                    check(storage, request.params["bucket_name"], request.params["object_id"])
+                if method == "DELETE":
+                    check(storage, params["bucket_name"], params["object_id"])
+                if method == "GET" and "object_id" in params:  # Cloud Storage's headers.
+                    found = generation(storage, params["bucket_name"], params["object_id"])
+                    if found != "0":
+                        response["x-goog-generation"] = found
+                        response["x-goog-metageneration"] = "1"
                 return handler(request, response, storage, *args, **kwargs)
             except PreconditionFailed:
                 response.status = HTTPStatus.PRECONDITION_FAILED
@@ -136,8 +149,8 @@ def _serve(port: int, bucket: str) -> None:
 
     for _, handlers in server.HANDLERS:
         for method, handler in list(handlers.items()):
-            handlers[method] = with_preconditions(handler, method == "DELETE")
-    objects.insert = with_preconditions(objects.insert, False)  # The router's fallback.
+            handlers[method] = with_preconditions(handler, method)
+    objects.insert = with_preconditions(objects.insert, "POST")  # The router's fallback.
     emulator = server.create_server("127.0.0.1", port, True, bucket)
     emulator.run()
 

@@ -117,17 +117,21 @@ class BucketLock:
 
     def _read(self) -> tuple[dict[str, Any], int, float] | None:
         """The holder's record, the object's generation and its age in seconds; None if gone."""
-        blob = self._blob()
-        try:
-            data = blob.download_as_bytes(retry=self._retry, timeout=TIMEOUT_S)
-        except exceptions.NotFound:
+        bucket = self._blob().bucket
+        blob = bucket.get_blob(self.name, retry=self._retry, timeout=TIMEOUT_S)  # Metadata.
+        if blob is None:
             return None
+        try:  # The content of the generation whose time we have.
+            data = blob.download_as_bytes(if_generation_match=blob.generation,
+                                          retry=self._retry, timeout=TIMEOUT_S)
+        except (exceptions.NotFound, exceptions.PreconditionFailed):  # Changed meanwhile.
+            return self._read()
         try:
             record = json.loads(data)
             record = record if isinstance(record, dict) else {}
         except ValueError:
             record = {}
-        age = time.time() - blob.updated.timestamp() if blob.updated else float("inf")
+        age = time.time() - blob.updated.timestamp() if blob.updated else 0.0
         return record, blob.generation, age
 
     def _stale(self, record: dict[str, Any], age: float) -> str | None:
