@@ -26,7 +26,7 @@ import tarfile
 import doc_shim
 import pytest
 
-from jaxconv import training
+from jaxconv import run_files, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "accelerators.md")
@@ -191,17 +191,17 @@ def sandbox(tmp_path):
 
 
 def _metrics(workdir) -> dict:
-    with open(os.path.join(workdir, "metrics.json")) as f:
-        return json.load(f)
+    return json.loads(run_files.read_text(os.path.join(str(workdir), "metrics.json")))
 
 
 def _assert_trained(proc, workdir, **expected) -> dict:
+    """`workdir` (local or ``gs://``) holds the finished shrunk run."""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     metrics = _metrics(workdir)
     assert metrics["step"] == STEPS, metrics
     for key, value in expected.items():
         assert metrics[key] == value, (key, metrics)
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(STEPS)]
+    assert run_files.listdir(os.path.join(str(workdir), "checkpoints")) == [str(STEPS)]
     return metrics
 
 
@@ -264,20 +264,21 @@ def test_prepare_dataset(sandbox):
 
 
 @pytest.mark.slow
-def test_tpu_sanity_run(sandbox):
-    proc = sandbox(block("test_tpu_sanity_run"))
+def test_tpu_sanity_run(sandbox, gcs):
+    # $BUCKET is the Cloud Storage emulator's bucket (tests/gcs_emulator.py).
+    proc = sandbox(block("test_tpu_sanity_run"), BUCKET=gcs.bucket, **gcs.env)
     assert [c[:4] for c in proc.gcloud] == [["compute", "tpus", "tpu-vm", "ssh"]]
     assert "--worker=all" in proc.gcloud[0]
-    _assert_trained(proc, proc.home / "bucket" / "runs" / "digits", test_examples=297)
+    _assert_trained(proc, f"gs://{gcs.bucket}/runs/digits", test_examples=297)
 
 
 @pytest.mark.slow
-def test_tpu_training_run(sandbox):
+def test_tpu_training_run(sandbox, gcs):
     proc = sandbox(block("test_tpu_training_run"), DOC_MOCK_EXAMPLES="16",
-                   DOC_TRAIN_OVERRIDES=SHRINK_CIFAR)
+                   DOC_TRAIN_OVERRIDES=SHRINK_CIFAR, BUCKET=gcs.bucket, **gcs.env)
     log = (proc.home / "train.log").read_text()
     assert "test accuracy" in log and "Traceback" not in log, log[-3000:]
-    _assert_trained(proc, proc.home / "bucket" / "runs" / "cifar10", dataset="cifar10")
+    _assert_trained(proc, f"gs://{gcs.bucket}/runs/cifar10", dataset="cifar10")
 
 
 # -------------------------------------------------------------------- checking the others
