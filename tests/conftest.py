@@ -6,6 +6,10 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# gs:// paths through gcsfs (which the Cloud Storage emulator's fixture points at 127.0.0.1),
+# also where TensorFlow is installed and imported by another test: etils.epath would
+# otherwise take tf.io.gfile, which goes to www.googleapis.com.
+os.environ.setdefault("EPATH_USE_TF", "false")
 
 import pytest  # noqa: E402
 
