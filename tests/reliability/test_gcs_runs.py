@@ -22,10 +22,11 @@ import pytest
 from jaxconv import data
 from jaxconv.runs import restore_params
 from jaxconv.training.preemption import PREEMPTED_EXIT_CODE
+from tests.reliability import subprocess_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = subprocess_runs.ROOT
 DRIVER = os.path.join("tests", "reliability", "fault_driver.py")
-TIMEOUT = 240
+TIMEOUT = subprocess_runs.TIMEOUT
 
 
 def _command(workdir, data_dir, *extra, fault=None, steps=40):
@@ -38,16 +39,10 @@ def _command(workdir, data_dir, *extra, fault=None, steps=40):
 
 
 def _env(gcs, cache_dir):
-    return dict(os.environ, **gcs.env, JAX_PLATFORMS="cpu", XLA_FLAGS="",
-                JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return subprocess_runs.env(cache_dir, **gcs.env)
 
 
-def _run(command, env):
-    proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=TIMEOUT)
-    return proc.returncode, proc.stdout + proc.stderr
+_run = subprocess_runs.run
 
 
 def _objects(prefix):

@@ -23,11 +23,12 @@ import pytest
 from jaxconv import data
 from jaxconv.runs import restore_params
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE
+from tests.reliability import subprocess_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = subprocess_runs.ROOT
 DRIVER = os.path.join("tests", "reliability", "fault_driver.py")
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
-TIMEOUT = 240
+TIMEOUT = subprocess_runs.TIMEOUT
 
 
 def _command(workdir, data_dir, fault=None):
@@ -41,16 +42,10 @@ def _command(workdir, data_dir, fault=None):
 
 
 def _env(cache_dir):
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",  # 1 device, train.py's flags.
-                JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return subprocess_runs.env(cache_dir)
 
 
-def _run(command, env):
-    proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=TIMEOUT)
-    return proc.returncode, proc.stdout + proc.stderr
+_run = subprocess_runs.run
 
 
 def _kill_when_writing(command, env, checkpoints, step):

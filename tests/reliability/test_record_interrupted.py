@@ -26,9 +26,10 @@ import pytest
 
 from jaxconv import data
 from jaxconv.runs import restore_params
+from tests.reliability import subprocess_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TIMEOUT = 240
+ROOT = subprocess_runs.ROOT
+TIMEOUT = subprocess_runs.TIMEOUT
 TIMING_KEYS = {"wall_seconds", "images_per_second", "compile_seconds", "segments"}
 # Lines train.py prints as it enters a phase (a regular expression's worth of text each).
 PHASES = ("steps ", "step 10: test loss", "step 30: test loss", "test accuracy", "wrote ")
@@ -47,16 +48,10 @@ def _command(workdir, data_dir):
 
 
 def _env(cache_dir):
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
-                JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return subprocess_runs.env(cache_dir)
 
 
-def _run(command, env):
-    proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=TIMEOUT)
-    return proc.returncode, proc.stdout + proc.stderr
+_run = subprocess_runs.run
 
 
 def _interrupt(command, env, phase, delay, sig):
