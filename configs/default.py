@@ -24,6 +24,7 @@ MODEL_PRESETS = {
     "lenet5": ("mnist5k", {"activation": "relu", "pool": "max"}),
     "vgg": ("cifar10", {"depth": 11, "dropout": 0.5, "hidden": 512}),
     "alexnet": ("imagenet2012", {"variant": "torchvision", "dropout": 0.5}),
+    "connectivity": (None, {"connectivity": "conv", "features": 8, "kernel_size": 5}),
 }
 # eval_every_steps of a preset on another dataset: every 5 epochs of that dataset at the batch
 # size of 100 (mnist5k: 4,000 training images, cifar10: 50,000, imagenet2012: 1,281,167), as

@@ -28,7 +28,8 @@ SHAPES = {"digits": ((8, 8, 1), 10), "mnist5k": ((28, 28, 1), 10), "mnist": ((28
 # Which model takes which dataset's images (the table of docs/training.md).
 FITS = {"stagenet": set(SHAPES), "lenet5": {"mnist5k", "mnist5k_100", "mnist5k_500",
                                            "mnist5k_1000", "mnist", "cifar10", "imagenet2012"},
-        "vgg": {"cifar10", "imagenet2012"}, "alexnet": {"imagenet2012"}}
+        "vgg": {"cifar10", "imagenet2012"}, "alexnet": {"imagenet2012"},
+        "connectivity": set(SHAPES)}
 
 
 def test_every_model_has_a_preset_and_the_table_knows_every_dataset():

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from etils import epath
 
 from jaxconv.experiments import figures, stats
-from jaxconv.experiments.spec import Experiment, Variant
+from jaxconv.experiments.spec import METRICS, Experiment, Variant
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -38,18 +38,17 @@ def summaries(experiment: Experiment, results: Sequence[dict]) -> dict[str, dict
 
     Returns:
       ``{variant: {"test_accuracy": Summary, "train_accuracy": ..., "gap": ...,
-      "steps_to_target": ..., "num_params": int | None, "seconds": float, "seeds": int}}``.
+      "steps_to_target": ..., "num_params": Summary, "parameters": int | None,
+      "seconds": float, "seeds": int}}`` (a `Summary` for every metric of `METRICS`).
     """
     out = {}
     for v in experiment.variants:
         rows = [r for r in results if r["variant"] == v.name]
         seconds = [r["train_seconds"] if v.trains else r["eval_seconds"] for r in rows]
         out[v.name] = {
-            metric: stats.summarize([r.get(metric) for r in rows])
-            for metric in ("test_accuracy", "train_accuracy", "gap", "drop",
-                           "feature_similarity", "steps_to_target")
+            metric: stats.summarize([r.get(metric) for r in rows]) for metric in METRICS
         }
-        out[v.name].update(num_params=rows[0]["num_params"] if rows else None,
+        out[v.name].update(parameters=rows[0]["num_params"] if rows else None,
                            seconds=sum(seconds) / len(seconds) if seconds else math.nan,
                            seeds=len(rows))
     return out
@@ -75,7 +74,7 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in experiment.variants:
         s = summ[v.name]
-        params = f"{s['num_params']:,}" if s["num_params"] is not None else "—"
+        params = f"{s['parameters']:,}" if s["parameters"] is not None else "—"
         cells = [v.name, _settings_text(v), params, stats.format_summary(s["test_accuracy"]),
                  stats.format_summary(s["train_accuracy"]), stats.format_summary(s["gap"])]
         if drops:
@@ -90,7 +89,7 @@ def table(experiment: Experiment, results: Sequence[dict]) -> str:
                   "|---|---|---|---|"]
         for claim in experiment.claims:
             a, b = summ[claim.better][claim.metric], summ[claim.worse][claim.metric]
-            scale, digits = {"steps_to_target": (1.0, 0),
+            scale, digits = {"steps_to_target": (1.0, 0), "num_params": (1.0, 0),
                              "feature_similarity": (1.0, 3)}.get(claim.metric, (100.0, 1))
             measured = (f"{claim.metric}: {claim.better} "
                         f"{stats.format_summary(a, scale, digits)} vs {claim.worse} "

@@ -22,7 +22,7 @@ import numpy as np
 # uint8 (N, H, W, C) test images -> uint8 images of the same shape.
 EvalTransform = Callable[[np.ndarray], np.ndarray]
 METRICS = ("test_accuracy", "train_accuracy", "gap", "drop", "feature_similarity",
-           "steps_to_target")
+           "steps_to_target", "num_params")
 
 
 @dataclasses.dataclass(frozen=True)

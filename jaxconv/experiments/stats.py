@@ -91,5 +91,5 @@ def format_summary(s: Summary, scale: float = 100.0, digits: int = 1) -> str:
     if s.n == 0:
         return "—"
     if s.n == 1:
-        return f"{s.mean * scale:.{digits}f}"
-    return f"{s.mean * scale:.{digits}f} ± {s.half_width * scale:.{digits}f}"
+        return f"{s.mean * scale:,.{digits}f}"
+    return f"{s.mean * scale:,.{digits}f} ± {s.half_width * scale:,.{digits}f}"

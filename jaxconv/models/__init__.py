@@ -9,6 +9,7 @@ from flax import nnx
 
 from jaxconv.models.alexnet import AlexNet
 from jaxconv.models.base import Classifier
+from jaxconv.models.connectivity import ConnectivityNet
 from jaxconv.models.lenet import LeNet5
 from jaxconv.models.stage_net import StageNet
 from jaxconv.models.vgg import VGG
@@ -18,6 +19,7 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "stagenet": StageNet,
     "alexnet": AlexNet,
     "vgg": VGG,
+    "connectivity": ConnectivityNet,
 }
 
 
@@ -42,5 +44,5 @@ def count_params(model: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(state))
 
 
-__all__ = ["MODELS", "AlexNet", "Classifier", "LeNet5", "StageNet", "VGG", "count_params",
-           "create_model"]
+__all__ = ["MODELS", "AlexNet", "Classifier", "ConnectivityNet", "LeNet5", "StageNet", "VGG",
+           "count_params", "create_model"]

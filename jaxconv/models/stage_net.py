@@ -27,6 +27,9 @@ class StageNet(Classifier):
       input_shape: `(H, W, C)` of the images.
       features: output channels of each stage; its length is the number of stages.
       kernel_size: conv kernel size, one for all stages or one per stage.
+      conv_stride: conv stride, one for all stages or one per stage (default 1): with
+        ``pool="none"`` and ``conv_stride=2`` a stage downsamples like a 2x2 pooling, by a
+        strided convolution instead (the all-convolutional net, Springenberg et al. 2015).
       activation: rectification (`jaxconv.layers.ACTIVATIONS`), e.g. "relu" or "tanh_abs".
       lcn_kernel_size: odd LCN window per stage (or one for all); None disables LCN.
       pool: "max", "avg", "l2" or "none" per stage (or one for all).
@@ -41,11 +44,13 @@ class StageNet(Classifier):
     Layer names: `stage1 ... stageN`, `flatten`, `fc1 ...`, `output`.
 
     References:
-      Jarrett, Kavukcuoglu, Ranzato & LeCun, ICCV 2009.
+      Jarrett, Kavukcuoglu, Ranzato & LeCun, ICCV 2009; Springenberg, Dosovitskiy, Brox &
+      Riedmiller, "Striving for simplicity: the all convolutional net", ICLR 2015 workshop.
     """
 
     def __init__(self, num_classes: int, *, input_shape: Sequence[int],
-                 features: Sequence[int] = (16, 32), kernel_size=3, activation: str = "relu",
+                 features: Sequence[int] = (16, 32), kernel_size=3, conv_stride=1,
+                 activation: str = "relu",
                  lcn_kernel_size=(5, 3), pool="max", pool_window=2,
                  hidden: Sequence[int] = (), dropout: float = 0.0, dtype=None,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -53,6 +58,7 @@ class StageNet(Classifier):
         if n < 1:
             raise ValueError("features must list at least one stage")
         kernels = _per_stage(kernel_size, n, "kernel_size")
+        strides = _per_stage(conv_stride, n, "conv_stride")
         lcns = _per_stage(lcn_kernel_size, n, "lcn_kernel_size")
         pools = _per_stage(pool, n, "pool")
         windows = _per_stage(pool_window, n, "pool_window")
@@ -60,8 +66,8 @@ class StageNet(Classifier):
         layers, cin = {}, input_shape[-1]
         for i, cout in enumerate(features):
             layers[f"stage{i + 1}"] = Stage(
-                cin, cout, kernels[i], activation=activation, lcn_kernel_size=lcns[i],
-                pool=pools[i], pool_window=windows[i], rngs=rngs, **p)
+                cin, cout, kernels[i], conv_stride=strides[i], activation=activation,
+                lcn_kernel_size=lcns[i], pool=pools[i], pool_window=windows[i], rngs=rngs, **p)
             cin = cout
         layers["flatten"] = Flatten()
         width = flat_features(Sequential(**layers), input_shape)
