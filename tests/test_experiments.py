@@ -171,12 +171,15 @@ def test_report_table_from_results():
     exp = Experiment("t", _base(), (Variant("a", {"seed": 1}), Variant("b"),
                                     Variant("a-shift", eval_of="a",
                                             eval_transform=transforms.Shift(dx=1))),
-                     claims=(Claim("a>b", "a wins", "a", "b"),))
+                     claims=(Claim("a>b", "a wins", "a", "b"),
+                             Claim("b smaller", "b has fewer parameters", "b", "a",
+                                   metric="num_params", higher_is_better=False)))
     acc = {"a": [0.99, 0.98, 0.985], "b": [0.90, 0.91, 0.92], "a-shift": [0.5, 0.6, 0.7]}
     results = [{"variant": v, "seed": k, "test_accuracy": x, "train_accuracy": 1.0,
                 "gap": 1.0 - x, "drop": acc["a"][k] - x if v == "a-shift" else None,
                 "feature_similarity": 0.9 if v == "a-shift" else None,
-                "num_params": 1234, "train_seconds": 10.0, "eval_seconds": 1.0,
+                "num_params": 234 if v == "b" else 1234, "train_seconds": 10.0,
+                "eval_seconds": 1.0,
                 "steps_to_target": None} for v, xs in acc.items() for k, x in enumerate(xs)]
     text = report.table(exp, results)
     assert "| a | seed=1 | 1,234 | 98.5 ± 1.2 | 100.0 ± 0.0 | 1.5 ± 1.2 |  |  | 10.0 | 3 |" in text
@@ -184,8 +187,10 @@ def test_report_table_from_results():
     assert drop == "38.5 ± 25.5"
     assert (f"| a-shift | eval of a: Shift(dy=0, dx=1) | 1,234 | 60.0 ± 24.8 | 100.0 ± 0.0 | "
             f"40.0 ± 24.8 | {drop} | 0.900 ± 0.000 | 1.0 | 3 |") in text
-    assert text.rstrip().endswith("| a>b | a wins | test_accuracy: a 98.5 ± 1.2 vs b 91.0 ± 2.5 "
-                                  "| supported |")
+    assert "| a>b | a wins | test_accuracy: a 98.5 ± 1.2 vs b 91.0 ± 2.5 | supported |" in text
+    # A count is the same for every seed: a zero-width interval, compared as it is.
+    assert text.rstrip().endswith("| b smaller | b has fewer parameters | num_params: b 234 ± 0 "
+                                  "vs a 1,234 ± 0 | supported |")
 
 
 def test_trainer_never_imports_experiments():

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from configs import mnist5k_finetune, mnist5k_pretrain
 from jaxconv import experiments
-from jaxconv.experiments import spec
+from jaxconv.experiments import runner, spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LECTURE = ROOT / "configs" / "experiments" / "lecture.py"
@@ -22,13 +23,37 @@ def lecture():
 
 def test_every_group_is_there(lecture):
     names = {v.name for v in lecture.variants}
-    assert {"max", "avg", "l2", "none", "lcn", "momentum", "no-momentum", "pretrain04"} <= names
+    assert {"fc", "lc", "conv", "max", "avg", "l2", "strided", "lcn", "momentum",
+            "no-momentum", "pretrain04"} <= names
     assert {f"{r}-{n}" for r in ("plain", "dropout", "distortion", "wd")
             for n in (500, 1000, 4000)} <= names
     assert {f"transfer{k}-{n}" for k in (0, 1, 2) for n in (10, 50, 400)} <= names
-    assert len(lecture.claims) == 44 and lecture.seeds == (0, 1, 2)
+    assert len(lecture.claims) == 48 and lecture.seeds == (0, 1, 2)
+    # "No pooling" downsamples by stride-2 convolutions, so all pools share one classifier.
+    assert lecture.variant("strided").overrides == {"model_kwargs.pool": "none",
+                                                    "model_kwargs.conv_stride": 2}
+    assert {lecture.variant(k).overrides["model"] for k in ("fc", "lc", "conv")} == {
+        "connectivity"}
     # Robustness is measured on models that never saw shifted or re-lit images.
     assert lecture.base.distortion.translate == 0 and lecture.base.distortion.rotation_degrees == 0
+
+
+@pytest.mark.parametrize("config, row", [
+    (mnist5k_pretrain.get_config(), "pretrain04"),
+    (mnist5k_finetune.get_config(), f"transfer{mnist5k_finetune.FROZEN}-10"),
+])
+def test_the_shipped_transfer_demo_is_a_measured_row(lecture, config, row):
+    """docs/claims.md's figures hold for the demo: its configs are the lecture's rows (but for
+    the run that fine-tuning starts from, and what the runner turns off)."""
+    measured = runner.training_config(lecture, lecture.variant(row), 0, False, "/w").to_dict()
+    shipped = config.to_dict()
+    for key in ("progress_bar", "write_plots", "seed"):
+        shipped[key] = measured[key]
+    if row != "pretrain04":
+        assert shipped["init"]["checkpoint"] == "runs/mnist5k_pretrain"
+        assert measured["init"]["checkpoint"] == "/w/pretrain04/seed0"
+        shipped["init"]["checkpoint"] = measured["init"]["checkpoint"]
+    assert shipped == measured
 
 
 def test_quick_subset_keeps_one_variant_per_mechanism(lecture):

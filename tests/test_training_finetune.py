@@ -97,25 +97,28 @@ def test_init_checkpoint_missing_names_the_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_digits_pretrain_then_finetune(digits_dir, tmp_path, capsys):
+def test_mnist5k_pretrain_then_finetune(digits_dir, tmp_path, capsys):
     """The shipped demo, shortened: frozen stages bit-identical, head new, resumable alone."""
     pre, fine = tmp_path / "pre", tmp_path / "fine"
-    training.train_and_evaluate(_config("digits_pretrain", data_dir=digits_dir,
-                                        num_epochs=2), pre)
-    config = _config("digits_finetune", data_dir=digits_dir, init__checkpoint=str(pre),
+    training.train_and_evaluate(_config("mnist5k_pretrain", data_dir=digits_dir,
+                                        num_train_steps=20, checkpoint_every_steps=20), pre)
+    config = _config("mnist5k_finetune", data_dir=digits_dir, init__checkpoint=str(pre),
                      num_train_steps=6, checkpoint_every_steps=6, batch_size=40)
     training.train_and_evaluate(config, fine)
     assert ("initialized from " + str(pre) + ": loaded 4 pretrained parameters; new (freshly "
             "initialised): ['output/bias', 'output/kernel']") in capsys.readouterr().out
     before, after = restore_params(pre), restore_params(fine)
-    for stage in ("stage1", "stage2"):
-        for name in ("kernel", "bias"):
-            np.testing.assert_array_equal(after[stage]["conv"][name], before[stage]["conv"][name])
+    frozen = config.freeze.first_layers
+    for i, stage in enumerate(("stage1", "stage2")):
+        same = [np.array_equal(after[stage]["conv"][n], before[stage]["conv"][n])
+                for n in ("kernel", "bias")]
+        assert same == [i < frozen] * 2, (stage, frozen)
     assert not np.allclose(after["output"]["kernel"], before["output"]["kernel"])
     info = read_run_info(fine)
     assert info.dataset.class_names == ("5", "6", "7", "8", "9")
+    assert info.dataset.name == "mnist5k_100" and info.dataset.num_train == 50
     with open(fine / "metrics.json") as f:
-        assert json.load(f)["test_examples"] == 149
+        assert json.load(f)["test_examples"] == 500  # mnist5k's 100 test images per class
     # A run killed before its final evaluation resumes from its own checkpoint: the
     # pretrained source is not needed.
     shutil.rmtree(pre)

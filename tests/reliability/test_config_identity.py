@@ -21,7 +21,7 @@ from jaxconv import runs, training
 from jaxconv.training import config_keys
 from jaxconv.training.resume import ConfigMismatchError
 
-SHIPPED = ["default", "digits_pretrain", "digits_finetune", "mnist_lenet5", "cifar10_stagenet",
+SHIPPED = ["default", "mnist5k_pretrain", "mnist5k_finetune", "mnist_lenet5", "cifar10_stagenet",
            "imagenet_alexnet"]
 
 
