@@ -6,6 +6,8 @@ Run from the repository root (CPU, 2 cores: about 3 minutes quiet, up to 6 under
     python benchmarks/train_step.py --models=stagenet_cifar --jax=default,ynn_off,ynn_off+im2col
     python benchmarks/train_step.py --torch=eager,channels_last,compile   # + torch.compile
     python benchmarks/train_step.py --device=gpu --dtype=bfloat16         # see gpu.sh
+    git worktree add --detach ../base main                                # before/after:
+    python benchmarks/train_step.py --jax=ynn_off+heap --baseline=../base
 
 Each variant runs in its own worker process, started once (XLA flags must be set before jax
 is imported, so every jax variant is a process with its own `XLA_FLAGS`); the workers build
@@ -67,6 +69,9 @@ def _parse():
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute dtype (params stay float32); torch uses autocast")
     p.add_argument("--batch", type=int, default=0, help="override every model's batch size")
+    p.add_argument("--baseline", default="",
+                   help="a checkout (e.g. a git worktree of main) whose jax variants also run, "
+                        "as 'base:<variant>', for a before/after in one interleaved run")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     return p.parse_args()
@@ -86,14 +91,19 @@ def _start_workers(args, models):
     me = [sys.executable, os.path.abspath(__file__), f"--models={','.join(models)}",
           f"--device={args.device}", f"--dtype={args.dtype}", f"--batch={args.batch}",
           f"--chunk_seconds={args.chunk_seconds}"]
+    scripts = {"jax": me}
+    if args.baseline:
+        scripts["base"] = [sys.executable, os.path.join(os.path.abspath(args.baseline),
+                                                        "benchmarks", "train_step.py")] + me[2:]
     workers = {}
     for variant in [v for v in args.jax.split(",") if v]:
         env = dict(base_env)
         tokens = variant.split("+")
         extra = [flag for token, flag in _common.XLA_FLAG_TOKENS.items() if token in tokens]
         env["XLA_FLAGS"] = " ".join([user_flags] + extra).strip()
-        workers[f"jax:{variant}"] = _common.Worker(
-            f"jax:{variant}", me + ["--worker=jax", f"--variant={variant}"], env)
+        for prefix, argv in scripts.items():
+            workers[f"{prefix}:{variant}"] = _common.Worker(
+                f"{prefix}:{variant}", argv + ["--worker=jax", f"--variant={variant}"], env)
     torch_kinds = [v for v in args.torch.split(",") if v]
     if torch_kinds:
         try:
@@ -193,6 +203,12 @@ def _report(args, models, setups, times, peak):
                            f"torch {best_torch[1]} {best_torch[0] * 1e3:.1f} ms -> "
                            f"{best_torch[0] / best_jax[0]:.2f}x; vs torch eager "
                            f"{(torch_eager or float('nan')) / best_jax[0]:.2f}x")
+        for name in (n for n in medians if n.startswith("base:")):
+            after = "jax:" + name.removeprefix("base:")
+            if after in medians:
+                summary.append(f"{model}: {after} before (baseline) -> after: median "
+                               f"{medians[name] * 1e3:.1f} -> {medians[after] * 1e3:.1f} ms, "
+                               f"min {mins[name] * 1e3:.1f} -> {mins[after] * 1e3:.1f} ms")
         if (model, "torch") in setups:
             diff = setups[(model, "torch")].get("max_logit_diff")
             summary.append(f"{model}: max |logit jax - torch| = {diff:.2e} (same weights)")
