@@ -102,7 +102,7 @@ def jax_worker(args):
         F.set_lowering("xla")
     # A conv variant goes into each Conv layer as its `conv_fn` (of several, the last here).
     conv_fns = {"im2col": levers.conv2d_im2col, "unbanded": levers.conv2d_unbanded,
-                "untiled": levers.conv2d_untiled, "dotbias": levers.conv2d_dot_bias}
+                "untiled": levers.conv2d_untiled, "sumbias": levers.conv2d_sum_bias}
     if "onednn_ffi" in tokens:  # the oneDNN prototype (bash benchmarks/onednn/build.sh first)
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn"))
         import onednn_conv

@@ -21,8 +21,9 @@ flags of jaxconv.runtime.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `dotbias`
-(`levers.conv2d_dot_bias`: conv bias gradients as a matrix-vector product), `onednn_ffi`
+convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `sumbias`
+(`levers.conv2d_sum_bias`: conv bias gradients as XLA's own sum, not the CPU lowering's
+matrix-vector product), `onednn_ffi`
 (every conv through the oneDNN prototype of `benchmarks/onednn/`, which must be built), `bf16` (the
 models' `dtype`, as `config.compute_dtype=bfloat16`: convs, matmuls, pooling and
 normalization in bfloat16, float32 parameters and logits),
