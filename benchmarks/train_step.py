@@ -71,9 +71,10 @@ def _parse():
                    help="compute dtype (params stay float32); torch uses autocast")
     p.add_argument("--batch", type=int, default=0, help="override every model's batch size")
     p.add_argument("--baseline", default="",
-                   help="a checkout (e.g. a git worktree of main) whose jax variants also run, "
-                        "as 'base:<variant>', for a before/after in one interleaved run")
+                   help="a checkout (e.g. a git worktree of main) whose jaxconv the jax variants "
+                        "also run with, as 'base:<variant>': a before/after in one run")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--jaxconv_root", default="", help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -94,8 +95,7 @@ def _start_workers(args, models):
           f"--chunk_seconds={args.chunk_seconds}"]
     scripts = {"jax": me}
     if args.baseline:
-        scripts["base"] = [sys.executable, os.path.join(os.path.abspath(args.baseline),
-                                                        "benchmarks", "train_step.py")] + me[2:]
+        scripts["base"] = me + [f"--jaxconv_root={os.path.abspath(args.baseline)}"]
     workers = {}
     for variant in [v for v in args.jax.split(",") if v]:
         env = dict(base_env)
@@ -155,6 +155,7 @@ def _setup_all(workers, models, torch_kinds):
 
 def _measure(args, workers, models, timed):
     times = {key: [] for key in timed}
+    cpu_times = {key: [] for key in timed}
     for r in range(args.rounds):
         for model in models:
             keys = [k for k in timed if k[0] == model]
@@ -169,11 +170,13 @@ def _measure(args, workers, models, timed):
                     print(f"{key} timing failed: {reply['error']}")
                     continue
                 times[key].extend(reply["step_s"])
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    return times
+                cpu_times[key].extend(reply.get("cpu_s", []))
+        print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})",
+              file=sys.stderr)
+    return times, cpu_times
 
 
-def _report(args, models, setups, times, peak):
+def _report(args, models, setups, times, cpu_times, peak):
     rows, summary = [], []
     for model in models:
         batch = batch_size(args, model)
@@ -182,13 +185,14 @@ def _report(args, models, setups, times, peak):
         flops = 3 * jax_setup["fwd_flops"] * batch if jax_setup else None
         medians = {n: _common.median(t) for (m, n), t in times.items() if m == model and t}
         mins = {n: min(t) for (m, n), t in times.items() if m == model and t}
+        cpus = {n: _common.median(t) for (m, n), t in cpu_times.items() if m == model and t}
         torch_eager = medians.get("torch:eager")
         for name, sec in medians.items():
             s = setups[(model, name)]
             gflops = flops / sec / 1e9 if flops else None
             rows.append([
                 model, batch, name, f"{sec * 1e3:.1f}", f"{mins[name] * 1e3:.1f}",
-                f"{batch / sec:.0f}",
+                f"{cpus[name] * 1e3:.1f}" if name in cpus else "-", f"{batch / sec:.0f}",
                 f"{gflops:.1f}" if gflops else "-",
                 f"{100 * gflops / peak:.0f}%" if gflops and peak else "-",
                 f"{torch_eager / sec:.2f}x" if torch_eager else "-",
@@ -209,14 +213,17 @@ def _report(args, models, setups, times, peak):
             if after in medians:
                 summary.append(f"{model}: {after} before (baseline) -> after: median "
                                f"{medians[name] * 1e3:.1f} -> {medians[after] * 1e3:.1f} ms, "
-                               f"min {mins[name] * 1e3:.1f} -> {mins[after] * 1e3:.1f} ms")
+                               f"min {mins[name] * 1e3:.1f} -> {mins[after] * 1e3:.1f} ms, "
+                               f"CPU {cpus.get(name, 0) * 1e3:.1f} -> "
+                               f"{cpus.get(after, 0) * 1e3:.1f} ms")
         if (model, "torch") in setups:
             diff = setups[(model, "torch")].get("max_logit_diff")
             summary.append(f"{model}: max |logit jax - torch| = {diff:.2e} (same weights)")
         if jax_setup:
             summary.append(f"{model}: analytic step FLOPs {flops / 1e9:.2f} G (3 x fwd "
                            f"{jax_setup['fwd_flops'] / 1e6:.1f} MFLOP/image x {batch})")
-    header = ["model", "batch", "variant", "ms/step", "min ms", "img/s", "GFLOP/s", "% peak",
+    header = ["model", "batch", "variant", "ms/step", "min ms", "CPU ms", "img/s", "GFLOP/s",
+              "% peak",
               "vs torch eager", "XLA GFLOP", "compile s"]
     print(_common.format_table(header, rows))
     print()
@@ -245,12 +252,12 @@ def main():
             "timing": f"{args.rounds} interleaved rounds x {args.reps} chunks, median "
                       f"(chunks of ~{args.chunk_seconds}s), compile + 2 warm-up steps excluded",
         }))
-        times = _measure(args, workers, models, timed)
+        times, cpu_times = _measure(args, workers, models, timed)
     finally:
         for w in workers.values():
             w.close()
     print()
-    _report(args, models, setups, times, peak if args.device == "cpu" else None)
+    _report(args, models, setups, times, cpu_times, peak if args.device == "cpu" else None)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
