@@ -18,14 +18,13 @@ Sections (`--sections`, comma-separated):
   lcn   a stage conv3x3 -> ReLU -> LCN -> 2x2 max pool vs the same stage without LCN: LCN's
         share of the stage's forward+backward time (one-channel convs "xla", separable
         shifted slices "cpu").
-  pool  max pool 2/2 (reshape "xla", strided slices "cpu", `levers.max_pool_reduce_window`),
-        overlapping 3/2 max pool (reduce_window "xla", separable slices "cpu"), L2 pooling,
-        Gaussian-weighted L2 pooling (depthwise conv "xla", weighted slices "cpu"), feature L2
-        pooling, maxout.
+  pool  max pool (reshape path vs `levers.max_pool_reduce_window`), overlapping 3/2 max pool
+        (reduce_window "xla", separable slices "cpu"), L2 pooling, Gaussian-weighted L2
+        pooling (depthwise conv "xla", weighted slices "cpu"), feature L2 pooling, maxout.
   around what surrounds a stage's conv: bias add -> ReLU -> 2x2 max pool, fwd+bwd w.r.t. the
         conv output and the bias, with the bias gradient as XLA's sum (`y + b`) or a
-        matrix-vector product (`cpu.conv.add_bias`) and the pool under "xla" or "cpu", at the
-        CIFAR StageNet's and LeNet-5's shapes.
+        matrix-vector product (`cpu.conv.add_bias`), at the CIFAR StageNet's and LeNet-5's
+        shapes.
   conv  lax.conv (`F.conv2d` under "xla") vs `levers.conv2d_im2col`, float32 vs bfloat16
         compute, at LeNet's C1 and the CIFAR StageNet's three convs (on CPU, `F.conv2d`
         itself uses the tiled banded form for LeNet's single-channel C1).
@@ -231,8 +230,7 @@ def section_pool():
     rows = []
     g = F.gaussian_window(2)
     ops = {
-        "max xla (reshape)": _under("xla", lambda x: F.max_pool(x, 2)),
-        "max cpu (slices)": _under("cpu", lambda x: F.max_pool(x, 2)),
+        "max (reshape)": lambda x: F.max_pool(x, 2),
         "max (reduce_window, lever)": lambda x: levers.max_pool_reduce_window(x, 2),
         "max 3/2 xla (reduce_window)": _under("xla", lambda x: F.max_pool(x, 3, 2)),
         "max 3/2 cpu (separable)": _under("cpu", lambda x: F.max_pool(x, 3, 2)),
@@ -249,12 +247,12 @@ def section_pool():
         for name, f in ops.items():
             cases[f"{name} fwd"], cases[f"{name} fwd+bwd"] = _with_grads(f, x, (), 3)
         t = _time_group(cases)
-        base = t["max xla (reshape) fwd+bwd"]
+        base = t["max (reshape) fwd+bwd"]
         for name in ops:
             rows.append([f"{n}x{h}x{h}x{c}", name, _ms(t[f"{name} fwd"]),
                          _ms(t[f"{name} fwd+bwd"]), f"{t[f'{name} fwd+bwd'] / base:.2f}x"])
     print(_common.format_table(["input", "pool", "fwd ms", "fwd+bwd ms",
-                                "fwd+bwd / max xla (reshape)"], rows))
+                                "fwd+bwd / max (reshape)"], rows))
 
 
 def section_around():
@@ -267,16 +265,14 @@ def section_around():
         y, b = _rand((n, h, h, c), 0), _rand((c,), 1)
         cases = {}
         for bname, add in bias_adds.items():
-            for mode in ("xla", "cpu"):
-                def f(y, b, add=add):
-                    return F.max_pool(jax.nn.relu(add(y, b)), 2)
-                cases[f"{bname}, pool {mode}"] = _with_grads(_under(mode, f), y, (b,), 3)[1]
+            def f(y, b, add=add):
+                return F.max_pool(jax.nn.relu(add(y, b)), 2)
+            cases[bname] = _with_grads(f, y, (b,), 3)[1]
         t = _time_group(cases)
-        base = t["y + b, pool xla"]
         for name, sec in t.items():
-            rows.append([f"{n}x{h}x{h}x{c}", name, _ms(sec), f"{base / sec:.2f}x"])
-    print(_common.format_table(["conv output", "bias, pool", "fwd+bwd ms",
-                                "speed vs y + b, pool xla"], rows))
+            rows.append([f"{n}x{h}x{h}x{c}", name, _ms(sec), f"{t['y + b'] / sec:.2f}x"])
+    print(_common.format_table(["conv output", "bias add", "fwd+bwd ms", "speed vs y + b"],
+                               rows))
 
 
 def section_conv():

@@ -17,8 +17,6 @@ X = jnp.ones((2, 8, 8, 4))
 # op, the primitive XLA's lowering uses that the CPU lowering avoids
 OPS = {
     "max_pool 3/2": (lambda x: F.max_pool(x, 3, 2), "reduce_window_max"),
-    # XLA's: the max of a reshaped view; the CPU form's from SLICES_MIN_CHANNELS channels on
-    "max_pool 2/2": (lambda x: F.max_pool(jnp.tile(x, (1, 1, 1, 4)), 2), "reduce_max"),
     "lp_pool weighted": (lambda x: F.lp_pool(x, 2, 2, weights=F.gaussian_window(2)),
                          "conv_general_dilated"),
     "local_contrast_norm": (lambda x: F.local_contrast_norm(x, 3), "conv_general_dilated"),

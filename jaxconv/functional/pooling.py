@@ -4,9 +4,9 @@ All pools take NHWC `(*batch, height, width, channels)`; `stride` defaults to th
 Sums are taken in float32 (or wider) and cast back to the input dtype.
 
 Each pool is written with XLA's windowed ops (`lax.reduce_window`, a depthwise convolution for
-weighted sums), or reshapes where windows tile the input. Max pools and weighted Lp pools have
-a CPU form too (`cpu.pooling`: strided slices, which ran 1.6-25x faster forward+backward on
-XLA:CPU), chosen at trace time by `jaxconv.functional.lowering`.
+weighted sums), or reshapes where windows tile the input. Overlapping max pools and weighted Lp
+pools have a CPU form too (`cpu.pooling`: strided slices, which ran 2-25x faster
+forward+backward on XLA:CPU), chosen at trace time by `jaxconv.functional.lowering`.
 """
 
 from __future__ import annotations
@@ -67,11 +67,10 @@ def _tiled(xf, window, pads):
 def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     """Max pooling; padding never wins the max (it is -inf).
 
-    Non-overlapping unpadded pools reduce a reshaped view, the others use `lax.reduce_window`;
-    with the CPU lowering (`jaxconv.functional.lowering`) both are a max of strided slices
-    instead (non-overlapping ones from `cpu.pooling.SLICES_MIN_CHANNELS` channels on). Same
-    values; at exact ties the gradient is split among the tied taps (`reduce_window` gives it
-    all to the first).
+    Non-overlapping unpadded pools reduce a reshaped view. Other pools use `lax.reduce_window`
+    or, with the CPU lowering (`jaxconv.functional.lowering`), a max of strided slices (same
+    values; at exact ties the gradient is split among the tied taps instead of going to the
+    first).
 
     Args:
       x: `(*batch, height, width, channels)`.
@@ -88,11 +87,10 @@ def max_pool(x, window, stride=None, padding: Padding = "VALID"):
     """
     w, s, pads = _setup(x, window, stride, padding)
     xf, batch = flatten_batch(x)
-    cpu = use_cpu_forms()
     tiles = _tiled(xf, w, pads) if s == w else None
-    if tiles is not None and not (cpu and xf.shape[-1] >= cpu_pooling.SLICES_MIN_CHANNELS):
+    if tiles is not None:
         y = tiles.max(axis=(2, 4))
-    elif cpu:
+    elif use_cpu_forms():
         y = cpu_pooling.max_pool(xf, w, s, pads)
     else:
         y = _window_reduce(xf, -np.inf, lax.max, w, s, pads)

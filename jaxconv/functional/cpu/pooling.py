@@ -1,4 +1,4 @@
-"""The CPU forms of `jaxconv.functional`'s max pool and weighted Lp pool sums.
+"""The CPU forms of `jaxconv.functional`'s overlapping max pool and weighted Lp pool sums.
 
 Both are written with strided slices (`strided_taps`) instead of `lax.reduce_window` or a
 depthwise convolution: on XLA:CPU they ran 5-25x faster forward+backward
@@ -16,11 +16,6 @@ from jax import lax
 
 from jaxconv.functional.args import output_size
 
-# Disjoint windows over fewer channels than this keep the max over a reshaped view
-# (`jaxconv.functional.max_pool`): at 28x28x6 (LeNet-5's first pool) the strided slices ran
-# 1.4x slower than it forward+backward, from 16 channels on 1.4-2.4x faster (Zen 4).
-SLICES_MIN_CHANNELS = 16
-
 
 def strided_taps(xp, axis: int, k: int, s: int, out: int) -> list:
     """The k slices `xp[..., a + s*i, ...]` (i < out) along `axis`, for a = 0 .. k-1."""
@@ -33,32 +28,23 @@ def strided_taps(xp, axis: int, k: int, s: int, out: int) -> list:
 
 
 def max_pool(xf, window, stride, pads):
-    """Max over the strided-slice taps of -inf-padded `xf`.
-
-    Overlapping windows (stride < window on an axis, AlexNet's 3/2): the max over the kh row
-    taps, then over the kw column taps of that (separable; a max over all kh*kw taps at once
-    ran 2.3-3.1x slower forward+backward at AlexNet's shapes). Disjoint windows (stride >=
-    window on both axes, the 2x2/2 pools of the CIFAR StageNet and LeNet-5's second): the max
-    over all kh*kw taps, rows of column maxima; its gradient is one select per tap, none
-    overlapping, which ran 1.6x faster forward+backward than the max over a reshaped view
-    (its gradient is a compare-count-divide fusion) and 1.2x faster than the separable form
-    (2x2 at 32x32x128 and 16x16x256, batch 128, Zen 4).
+    """Max over the kh row taps, then over the kw column taps, of -inf-padded `xf`.
 
     Bit-identical to `lax.reduce_window`'s max. Its gradient is elementwise selects, where
     `reduce_window`'s (`select_and_scatter`) ran 5-8x slower on XLA:CPU; at exact ties it is
-    split among the tied taps instead of going to the first.
+    split among the tied taps instead of going to the first. Measured and not kept (Zen 4,
+    `docs/performance.md`): a max over all kh*kw taps at once for the overlapping 3/2 pools
+    (2.3-3.1x slower forward+backward at AlexNet's shapes), and strided slices for the
+    non-overlapping 2x2 pools, which `jaxconv.functional.max_pool` keeps as the max of a
+    reshaped view: faster alone, slower in the CIFAR StageNet step (XLA split the slices'
+    forward into three fusions and their gradient into pads and adds).
 
     Returns:
       `(N, out_h, out_w, C)`.
     """
     oh, ow = output_size(xf.shape[1:3], pads, window, stride)
     xp = jnp.pad(xf, ((0, 0),) + pads + ((0, 0),), constant_values=-np.inf)
-    rows = strided_taps(xp, 1, window[0], stride[0], oh)
-    if stride[0] >= window[0] and stride[1] >= window[1]:
-        return functools.reduce(jnp.maximum, (
-            functools.reduce(jnp.maximum, strided_taps(row, 2, window[1], stride[1], ow))
-            for row in rows))
-    rows = functools.reduce(jnp.maximum, rows)
+    rows = functools.reduce(jnp.maximum, strided_taps(xp, 1, window[0], stride[0], oh))
     return functools.reduce(jnp.maximum, strided_taps(rows, 2, window[1], stride[1], ow))
 
 
