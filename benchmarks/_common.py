@@ -119,6 +119,21 @@ def time_calls(fn, *, reps: int, warmup: int = 1) -> list[float]:
     return out
 
 
+def time_chunks(fn, steps: int, reps: int) -> dict[str, list[float]]:
+    """Wall and process-CPU seconds per step of `reps` chunks of `fn(steps)`.
+
+    Process CPU time (every thread of this process) moves less than wall time when other
+    processes load the machine: it counts the work, not the waiting.
+    """
+    wall, cpu = [], []
+    for _ in range(reps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn(steps)
+        wall.append((time.perf_counter() - t0) / steps)
+        cpu.append((time.process_time() - c0) / steps)
+    return {"step_s": wall, "cpu_s": cpu}
+
+
 def median(values) -> float:
     return statistics.median(values)
 

@@ -86,6 +86,8 @@ def make_jax_step(name, batch, *, bf16=False, conv_fn=None):
 
 
 def jax_worker(args):
+    if args.jaxconv_root:  # `--baseline`: this worker runs another checkout's jaxconv
+        sys.path.insert(0, os.path.abspath(args.jaxconv_root))
     tokens = set(args.variant.split("+"))
     if "apply" in tokens:
         from jaxconv.runtime import xla_flags
@@ -102,7 +104,7 @@ def jax_worker(args):
         F.set_lowering("xla")
     # A conv variant goes into each Conv layer as its `conv_fn` (of several, the last here).
     conv_fns = {"im2col": levers.conv2d_im2col, "unbanded": levers.conv2d_unbanded,
-                "untiled": levers.conv2d_untiled, "dotbias": levers.conv2d_dot_bias}
+                "untiled": levers.conv2d_untiled, "sumbias": levers.conv2d_sum_bias}
     if "onednn_ffi" in tokens:  # the oneDNN prototype (bash benchmarks/onednn/build.sh first)
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn"))
         import onednn_conv
@@ -136,11 +138,11 @@ def jax_worker(args):
 
     def time_model(msg):
         run, steps = runs[msg["model"]]
-        secs = _common.time_calls(lambda: run(steps), reps=msg["reps"], warmup=0)
-        return {"step_s": [s / steps for s in secs]}
+        return _common.time_chunks(run, steps, msg["reps"])
 
     info = {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "jaxconv": os.path.dirname(os.path.dirname(os.path.abspath(F.__file__)))}
     _common.serve({"info": lambda _: info, "setup": lambda m: setup(m["model"]),
                    "time": time_model})
 
@@ -218,8 +220,7 @@ def torch_worker(args):
         if key not in runs:
             return {"error": "not set up"}
         run, steps = runs[key]
-        secs = _common.time_calls(lambda: run(steps), reps=msg["reps"], warmup=0)
-        return {"step_s": [s / steps for s in secs]}
+        return _common.time_chunks(run, steps, msg["reps"])
 
     info = {"torch_threads": torch.get_num_threads(), "device": str(dev)}
     _common.serve({"info": lambda _: info, "setup": setup, "time": time_model})

@@ -21,6 +21,10 @@ Sections (`--sections`, comma-separated):
   pool  max pool (reshape path vs `levers.max_pool_reduce_window`), overlapping 3/2 max pool
         (reduce_window "xla", separable slices "cpu"), L2 pooling, Gaussian-weighted L2
         pooling (depthwise conv "xla", weighted slices "cpu"), feature L2 pooling, maxout.
+  around what surrounds a stage's conv: bias add -> ReLU -> 2x2 max pool, fwd+bwd w.r.t. the
+        conv output and the bias, with the bias gradient as XLA's sum (`y + b`) or a
+        matrix-vector product (`cpu.conv.add_bias`), at the CIFAR StageNet's and LeNet-5's
+        shapes.
   conv  lax.conv (`F.conv2d` under "xla") vs `levers.conv2d_im2col`, float32 vs bfloat16
         compute, at LeNet's C1 and the CIFAR StageNet's three convs (on CPU, `F.conv2d`
         itself uses the tiled banded form for LeNet's single-channel C1).
@@ -43,7 +47,7 @@ import _common
 
 def _parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sections", default="lc,lcn,pool,conv")
+    p.add_argument("--sections", default="lc,lcn,pool,conv,around")
     p.add_argument("--xla", choices=("apply", "default"), default="apply",
                    help="apply = jaxconv.runtime.xla_flags.apply_cpu_performance_flags() first")
     p.add_argument("--heap", choices=("reuse", "default"), default="reuse",
@@ -77,6 +81,7 @@ import levers  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxconv.functional as F  # noqa: E402
+from jaxconv.functional.cpu import conv as cpu_conv  # noqa: E402
 
 DTYPE = jnp.bfloat16 if ARGS.dtype == "bfloat16" else jnp.float32
 MB = 2**20
@@ -250,6 +255,26 @@ def section_pool():
                                 "fwd+bwd / max (reshape)"], rows))
 
 
+def section_around():
+    print("\n## Around a stage's conv: bias -> ReLU -> max 2x2, fwd+bwd w.r.t. y and bias")
+    n = ARGS.batch
+    rows = []
+    bias_adds = {"y + b": lambda y, b: y + b,
+                 "add_bias": lambda y, b: cpu_conv.add_bias(y, b, min_channels=0)}
+    for (h, c) in [(32, 128), (16, 256), (8, 256), (28, 6), (10, 16)]:
+        y, b = _rand((n, h, h, c), 0), _rand((c,), 1)
+        cases = {}
+        for bname, add in bias_adds.items():
+            def f(y, b, add=add):
+                return F.max_pool(jax.nn.relu(add(y, b)), 2)
+            cases[bname] = _with_grads(f, y, (b,), 3)[1]
+        t = _time_group(cases)
+        for name, sec in t.items():
+            rows.append([f"{n}x{h}x{h}x{c}", name, _ms(sec), f"{t['y + b'] / sec:.2f}x"])
+    print(_common.format_table(["conv output", "bias add", "fwd+bwd ms", "speed vs y + b"],
+                               rows))
+
+
 def section_conv():
     print("\n## Convolution lowering and dtype (fwd+bwd w.r.t. x and W)")
     n = ARGS.batch
@@ -278,7 +303,8 @@ def section_conv():
                                 "speed vs lax.conv f32"], rows))
 
 
-SECTIONS = {"lc": section_lc, "lcn": section_lcn, "pool": section_pool, "conv": section_conv}
+SECTIONS = {"lc": section_lc, "lcn": section_lcn, "pool": section_pool, "conv": section_conv,
+            "around": section_around}
 
 
 def main():

@@ -6,7 +6,8 @@ per layer through `jaxconv.layers.Conv`'s `conv_fn` (`layer.conv_fn = levers.con
 and calls the others directly; nothing reassigns a module attribute or constant. The winners
 measured so far live in the library as its CPU lowering (`F.lowering`, the kernels in
 `jaxconv.functional.cpu`): separable max pool, sliced weighted Lp pool, position-major LC,
-separable LCN window sums, banded and im2col convs.
+separable LCN window sums, banded and im2col convs, the conv bias gradient as a matrix-vector
+product (`conv2d_sum_bias` is the form before it, to measure it against).
 """
 
 from __future__ import annotations
@@ -110,37 +111,13 @@ def max_pool_reduce_window(x, window, stride=None, padding="VALID"):
     return unflatten_batch(y, batch)
 
 
-@jax.custom_vjp
-def _add_bias_dot_grad(y, bias):
-    """`y + bias`, whose bias gradient is `ones @ dy.reshape(-1, C)` (a float32 matrix-vector
-    product) instead of XLA's reduce over N, H, W (which XLA:CPU rewrites to a reduce-window)."""
-    return y + bias
+def conv2d_sum_bias(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
+    """`F.conv2d` with `y + bias` added outside it: the bias gradient is XLA's own sum over N,
+    H, W (a reduce-window fusion on XLA:CPU), as before the CPU lowering's `cpu.conv.add_bias`
+    (a matrix-vector product from `cpu.conv.DOT_BIAS_MIN_CHANNELS` channels on).
 
-
-def _add_bias_fwd(y, bias):
-    return y + bias, bias
-
-
-def _add_bias_bwd(bias, dy):
-    d2 = dy.reshape(-1, dy.shape[-1])
-    db = jnp.dot(jnp.ones((d2.shape[0],), d2.dtype), d2, preferred_element_type=jnp.float32)
-    return dy, db.astype(bias.dtype)
-
-
-_add_bias_dot_grad.defvjp(_add_bias_fwd, _add_bias_bwd)
-
-
-def conv2d_dot_bias(x, kernel, bias=None, *, stride=1, padding="SAME", dilation=1, groups=1):
-    """`F.conv2d` whose bias gradient is a matrix-vector product (`_add_bias_dot_grad`).
-
-    In the CIFAR StageNet step XLA:CPU computes the three conv bias gradients as reduce-window
-    fusions (`benchmarks/profile_step.py`); a `(1, N*H*W) @ (N*H*W, C)` product runs on its
-    multi-threaded matmul instead. Same arguments, shapes and results (up to float rounding).
+    Same arguments, shapes and results (up to float rounding).
     """
     y = F.conv2d(x, kernel, None, stride=stride, padding=padding, dilation=dilation,
                  groups=groups)
-    if bias is None:
-        return y
-    bias = jnp.asarray(bias).astype(y.dtype)
-    yf, batch = flatten_batch(y)
-    return unflatten_batch(_add_bias_dot_grad(yf, bias), batch)
+    return y if bias is None else y + jnp.asarray(bias).astype(y.dtype)

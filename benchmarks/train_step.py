@@ -6,6 +6,8 @@ Run from the repository root (CPU, 2 cores: about 3 minutes quiet, up to 6 under
     python benchmarks/train_step.py --models=stagenet_cifar --jax=default,ynn_off,ynn_off+im2col
     python benchmarks/train_step.py --torch=eager,channels_last,compile   # + torch.compile
     python benchmarks/train_step.py --device=gpu --dtype=bfloat16         # see gpu.sh
+    git worktree add --detach ../base main                                # before/after:
+    python benchmarks/train_step.py --jax=ynn_off+heap --baseline=../base
 
 Each variant runs in its own worker process, started once (XLA flags must be set before jax
 is imported, so every jax variant is a process with its own `XLA_FLAGS`); the workers build
@@ -19,8 +21,9 @@ flags of jaxconv.runtime.xla_flags forced on), `apply` (the process calls
 (`jaxconv.functional.set_lowering("xla")`: XLA's native windowed ops instead of the CPU-tuned
 forms jaxconv uses on CPU by default), `im2col` (`levers.conv2d_im2col`: every conv as patches
 + one matmul), `unbanded` (`levers.conv2d_unbanded`: the CPU lowering without the banded
-convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `dotbias`
-(`levers.conv2d_dot_bias`: conv bias gradients as a matrix-vector product), `onednn_ffi`
+convs), `untiled` (`levers.conv2d_untiled`: whole bands, no tiles), `sumbias`
+(`levers.conv2d_sum_bias`: conv bias gradients as XLA's own sum, not the CPU lowering's
+matrix-vector product), `onednn_ffi`
 (every conv through the oneDNN prototype of `benchmarks/onednn/`, which must be built), `bf16` (the
 models' `dtype`, as `config.compute_dtype=bfloat16`: convs, matmuls, pooling and
 normalization in bfloat16, float32 parameters and logits),
@@ -67,7 +70,11 @@ def _parse():
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute dtype (params stay float32); torch uses autocast")
     p.add_argument("--batch", type=int, default=0, help="override every model's batch size")
+    p.add_argument("--baseline", default="",
+                   help="a checkout (e.g. a git worktree of main) whose jaxconv the jax variants "
+                        "also run with, as 'base:<variant>': a before/after in one run")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--jaxconv_root", default="", help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -86,14 +93,18 @@ def _start_workers(args, models):
     me = [sys.executable, os.path.abspath(__file__), f"--models={','.join(models)}",
           f"--device={args.device}", f"--dtype={args.dtype}", f"--batch={args.batch}",
           f"--chunk_seconds={args.chunk_seconds}"]
+    scripts = {"jax": me}
+    if args.baseline:
+        scripts["base"] = me + [f"--jaxconv_root={os.path.abspath(args.baseline)}"]
     workers = {}
     for variant in [v for v in args.jax.split(",") if v]:
         env = dict(base_env)
         tokens = variant.split("+")
         extra = [flag for token, flag in _common.XLA_FLAG_TOKENS.items() if token in tokens]
         env["XLA_FLAGS"] = " ".join([user_flags] + extra).strip()
-        workers[f"jax:{variant}"] = _common.Worker(
-            f"jax:{variant}", me + ["--worker=jax", f"--variant={variant}"], env)
+        for prefix, argv in scripts.items():
+            workers[f"{prefix}:{variant}"] = _common.Worker(
+                f"{prefix}:{variant}", argv + ["--worker=jax", f"--variant={variant}"], env)
     torch_kinds = [v for v in args.torch.split(",") if v]
     if torch_kinds:
         try:
@@ -144,6 +155,7 @@ def _setup_all(workers, models, torch_kinds):
 
 def _measure(args, workers, models, timed):
     times = {key: [] for key in timed}
+    cpu_times = {key: [] for key in timed}
     for r in range(args.rounds):
         for model in models:
             keys = [k for k in timed if k[0] == model]
@@ -158,11 +170,13 @@ def _measure(args, workers, models, timed):
                     print(f"{key} timing failed: {reply['error']}")
                     continue
                 times[key].extend(reply["step_s"])
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    return times
+                cpu_times[key].extend(reply.get("cpu_s", []))
+        print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})",
+              file=sys.stderr)
+    return times, cpu_times
 
 
-def _report(args, models, setups, times, peak):
+def _report(args, models, setups, times, cpu_times, peak):
     rows, summary = [], []
     for model in models:
         batch = batch_size(args, model)
@@ -171,13 +185,14 @@ def _report(args, models, setups, times, peak):
         flops = 3 * jax_setup["fwd_flops"] * batch if jax_setup else None
         medians = {n: _common.median(t) for (m, n), t in times.items() if m == model and t}
         mins = {n: min(t) for (m, n), t in times.items() if m == model and t}
+        cpus = {n: _common.median(t) for (m, n), t in cpu_times.items() if m == model and t}
         torch_eager = medians.get("torch:eager")
         for name, sec in medians.items():
             s = setups[(model, name)]
             gflops = flops / sec / 1e9 if flops else None
             rows.append([
                 model, batch, name, f"{sec * 1e3:.1f}", f"{mins[name] * 1e3:.1f}",
-                f"{batch / sec:.0f}",
+                f"{cpus[name] * 1e3:.1f}" if name in cpus else "-", f"{batch / sec:.0f}",
                 f"{gflops:.1f}" if gflops else "-",
                 f"{100 * gflops / peak:.0f}%" if gflops and peak else "-",
                 f"{torch_eager / sec:.2f}x" if torch_eager else "-",
@@ -193,13 +208,22 @@ def _report(args, models, setups, times, peak):
                            f"torch {best_torch[1]} {best_torch[0] * 1e3:.1f} ms -> "
                            f"{best_torch[0] / best_jax[0]:.2f}x; vs torch eager "
                            f"{(torch_eager or float('nan')) / best_jax[0]:.2f}x")
+        for name in (n for n in medians if n.startswith("base:")):
+            after = "jax:" + name.removeprefix("base:")
+            if after in medians:
+                summary.append(f"{model}: {after} before (baseline) -> after: median "
+                               f"{medians[name] * 1e3:.1f} -> {medians[after] * 1e3:.1f} ms, "
+                               f"min {mins[name] * 1e3:.1f} -> {mins[after] * 1e3:.1f} ms, "
+                               f"CPU {cpus.get(name, 0) * 1e3:.1f} -> "
+                               f"{cpus.get(after, 0) * 1e3:.1f} ms")
         if (model, "torch") in setups:
             diff = setups[(model, "torch")].get("max_logit_diff")
             summary.append(f"{model}: max |logit jax - torch| = {diff:.2e} (same weights)")
         if jax_setup:
             summary.append(f"{model}: analytic step FLOPs {flops / 1e9:.2f} G (3 x fwd "
                            f"{jax_setup['fwd_flops'] / 1e6:.1f} MFLOP/image x {batch})")
-    header = ["model", "batch", "variant", "ms/step", "min ms", "img/s", "GFLOP/s", "% peak",
+    header = ["model", "batch", "variant", "ms/step", "min ms", "CPU ms", "img/s", "GFLOP/s",
+              "% peak",
               "vs torch eager", "XLA GFLOP", "compile s"]
     print(_common.format_table(header, rows))
     print()
@@ -228,12 +252,12 @@ def main():
             "timing": f"{args.rounds} interleaved rounds x {args.reps} chunks, median "
                       f"(chunks of ~{args.chunk_seconds}s), compile + 2 warm-up steps excluded",
         }))
-        times = _measure(args, workers, models, timed)
+        times, cpu_times = _measure(args, workers, models, timed)
     finally:
         for w in workers.values():
             w.close()
     print()
-    _report(args, models, setups, times, peak if args.device == "cpu" else None)
+    _report(args, models, setups, times, cpu_times, peak if args.device == "cpu" else None)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 

@@ -94,7 +94,7 @@ def test_max_pool_reduce_window_equals_max_pool(window, stride, padding):
 
 
 @pytest.mark.parametrize("lever", ["conv2d_im2col", "conv2d_unbanded", "conv2d_untiled",
-                                   "conv2d_dot_bias"])
+                                   "conv2d_sum_bias"])
 def test_conv_layer_takes_a_lever_as_conv_fn(lever):
     """A Conv layer built with, or later given, a lever computes what the default layer does."""
     x = _normal((2, 12, 12, 1), 3)
@@ -108,11 +108,11 @@ def test_conv_layer_takes_a_lever_as_conv_fn(lever):
 
 
 @pytest.mark.parametrize("x_shape, k_shape, kwargs", CONV_CASES)
-def test_conv2d_dot_bias_equals_conv2d(x_shape, k_shape, kwargs):
+def test_conv2d_sum_bias_equals_conv2d(x_shape, k_shape, kwargs):
     """Values and the gradients w.r.t. input, kernel and bias (the bias's is the lever)."""
     x, k = _normal(x_shape, 0), _normal(k_shape, 1)
     b = _normal(k_shape[-1:], 2)
     _assert_same(lambda x, k, b: F.conv2d(x, k, b, **kwargs),
-                 lambda x, k, b: levers.conv2d_dot_bias(x, k, b, **kwargs), x, k, b)
-    np.testing.assert_allclose(levers.conv2d_dot_bias(x, k, **kwargs),
+                 lambda x, k, b: levers.conv2d_sum_bias(x, k, b, **kwargs), x, k, b)
+    np.testing.assert_allclose(levers.conv2d_sum_bias(x, k, **kwargs),
                                F.conv2d(x, k, **kwargs), rtol=1e-6, atol=1e-6)

@@ -1,10 +1,15 @@
-"""Tests for `jaxconv.functional.cpu.conv`: the banded and tiled banded convs, and the form choice.
+"""Tests for `jaxconv.functional.cpu.conv`: the banded and tiled banded convs, the form choice,
+and the bias add.
 
 Each form must give `lax.conv_general_dilated`'s values and gradients; `F.conv2d` with the CPU
-lowering must call the form `form` picks, and match torch.
+lowering must call the form `form` picks, and match torch; `add_bias` must give `y + bias`'s
+values and gradients.
 """
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
@@ -126,3 +131,61 @@ def test_conv2d_under_thresholds_equals_lax_conv(thresholds):
     _assert_matches_lax_conv(
         lambda x, k: cpu_conv.conv2d(x, k, (1, 1), pads, (1, 1), **thresholds), x, k, (1, 1),
         pads)
+
+
+@pytest.mark.parametrize("y_dtype, bias_dtype, lead", [
+    (jnp.float32, jnp.float32, (2, 5, 4)),
+    (jnp.bfloat16, jnp.float32, (2, 5, 4)),   # promotes to float32, as `y + bias` does
+    (jnp.bfloat16, jnp.bfloat16, (3, 2)),
+    (jnp.float32, jnp.bfloat16, (7,)),
+])
+def test_add_bias_equals_the_sum_and_its_gradient(y_dtype, bias_dtype, lead):
+    """`cpu.conv.add_bias`: `y + bias`'s values, dtype and gradients (the bias gradient summed
+    in float32, so within a rounding of the reference's sum over N, H, W)."""
+    ky, kb, kg = jax.random.split(jax.random.key(8), 3)
+    y = jax.random.normal(ky, lead + (6,)).astype(y_dtype)
+    bias = jax.random.normal(kb, (6,)).astype(bias_dtype)
+    out, vjp = jax.vjp(functools.partial(cpu_conv.add_bias, min_channels=0), y, bias)
+    want, vjp_ref = jax.vjp(lambda y, b: y + b, y, bias)
+    assert out.dtype == want.dtype
+    np.testing.assert_array_equal(out, want)
+    g = jax.random.normal(kg, out.shape).astype(out.dtype)
+    (dy, db), (dy_ref, db_ref) = vjp(g), vjp_ref(g)
+    assert (dy.dtype, db.dtype) == (y.dtype, bias.dtype)
+    np.testing.assert_array_equal(dy, dy_ref)
+    want_db = np.asarray(g, np.float64).reshape(-1, 6).sum(0)
+    tol = 1e-5 if bias_dtype == jnp.float32 else 1e-2  # bfloat16: 8 bits of mantissa
+    np.testing.assert_allclose(np.asarray(db, np.float64), want_db, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(db_ref, np.float64), want_db, rtol=tol * 4, atol=tol * 4)
+
+
+def test_add_bias_of_an_integer_bias_is_the_plain_sum():
+    y = jnp.ones((2, 3))
+    grad = jax.grad(lambda y: cpu_conv.add_bias(y, jnp.arange(3), min_channels=0).sum())(y)
+    np.testing.assert_array_equal(grad, jnp.ones((2, 3)))
+
+
+def test_cpu_lowering_takes_the_conv_bias_gradient_as_a_matmul():
+    """Under the CPU lowering `F.conv2d`'s bias gradient is a dot (no reduce_sum); under XLA's a
+    reduce_sum. Both give the same gradients (x, kernel, bias) to float rounding."""
+    kx, kk, kb = jax.random.split(jax.random.key(9), 3)
+    cout = cpu_conv.DOT_BIAS_MIN_CHANNELS
+    x, k = jax.random.normal(kx, (2, 6, 6, 20)), jax.random.normal(kk, (3, 3, 20, cout)) * 0.2
+    bias = jax.random.normal(kb, (cout,))
+    grads = {}
+    for mode, has_dot in (("xla", False), ("cpu", True)):
+        with F.lowering(mode):  # fresh functions: jit and make_jaxpr cache traces per function
+            bias_grad = jax.grad(lambda b: F.conv2d(x, k, b)[0, 0, 0, 0])  # no forward sum
+            names = {e.primitive.name for e in jax.make_jaxpr(bias_grad)(bias).jaxpr.eqns}
+            loss = jax.grad(lambda x, k, b: (F.conv2d(x, k, b) ** 2).sum(), (0, 1, 2))
+            grads[mode] = jax.jit(loss)(x, k, bias)
+        assert ("dot_general" in names) == has_dot and ("reduce_sum" in names) != has_dot
+    for a, b in zip(grads["cpu"], grads["xla"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_add_bias_below_min_channels_is_the_plain_sum():
+    y, bias = jnp.ones((4, 8)), jnp.ones((8,))
+    names = {e.primitive.name for e in jax.make_jaxpr(jax.grad(
+        lambda b: cpu_conv.add_bias(y, b, min_channels=9)[0, 0]))(bias).jaxpr.eqns}
+    assert "reduce_sum" in names and "dot_general" not in names

@@ -5,7 +5,7 @@ same layer with unshared weights and resolves stride/padding/dilation through th
 (`args.resolve_padding`), so an LC layer whose per-position kernels are all equal is exactly
 the conv. With the CPU lowering (`jaxconv.functional.lowering`), `cpu.conv.conv2d` picks a
 form tuned for XLA:CPU (a banded matmul for few, narrow channels; patches + one matmul for one
-channel).
+channel), and `cpu.conv.add_bias` adds the bias (its gradient a matrix-vector product).
 """
 
 from __future__ import annotations
@@ -78,11 +78,13 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding: Padding = "SAME", dilatio
     kernel = kernel.astype(dtype)
     if use_cpu_forms():
         y = cpu_conv.conv2d(xf, kernel, s, pads, d, groups)
+        if bias is not None:
+            y = cpu_conv.add_bias(y, bias)
     else:
         y = lax.conv_general_dilated(
             xf, kernel, window_strides=s, padding=pads, rhs_dilation=d,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
         )
-    if bias is not None:
-        y = y + bias
+        if bias is not None:
+            y = y + bias
     return unflatten_batch(y, batch)

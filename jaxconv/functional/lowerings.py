@@ -45,9 +45,10 @@ def lowering(mode: str):
     On XLA:CPU some of XLA's own windowed ops ran far slower than the same sums or maxima
     written as strided slices or matmuls (`docs/performance.md`, 2 cores, batch 128,
     forward+backward): an overlapping `lax.reduce_window` max pool (its gradient is
-    `select_and_scatter`), the depthwise convolution of a weighted Lp pool, LCN's one-channel
-    Gaussian convolutions, a one-input-channel convolution, the locally-connected einsum. GPU
-    and TPU compilers handle those ops well (cuDNN, fused windows), so there jaxconv keeps them.
+    `select_and_scatter`), a conv bias's gradient (a reduce-window fusion), the depthwise
+    convolution of a weighted Lp pool, LCN's one-channel Gaussian convolutions, a
+    one-input-channel convolution, the locally-connected einsum. GPU and TPU compilers handle
+    those ops well (cuDNN, fused windows), so there jaxconv keeps them.
     The ops choose when they are traced, from `jax.default_backend()`:
 
     - `"auto"` (the default): `"cpu"` when the default backend is the CPU, else `"xla"`.

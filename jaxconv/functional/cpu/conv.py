@@ -1,9 +1,11 @@
-"""The CPU forms of `jaxconv.functional.conv2d`: banded, tiled banded and im2col convolutions.
+"""The CPU forms of `jaxconv.functional.conv2d`: banded, tiled banded and im2col convolutions,
+and the bias add whose gradient is a matrix-vector product.
 
 `conv2d` picks one (`form`) from the conv's shape and runs it; few, narrow input channels go
 to a banded (Toeplitz) matmul, a single input channel too wide for a band to patches + one
 matmul, everything else to XLA's own convolution. The thresholds are this module's constants
-and `form`'s keyword arguments.
+and `form`'s keyword arguments. `add_bias` adds the bias (`y + bias`) with a bias gradient that
+runs on XLA:CPU's matmul instead of a reduce-window fusion.
 
 Every function takes `(N, H, W, C)` inputs whose kernel has the input's dtype, `stride` and
 `dilation` as pairs and `pads` explicit `((top, bottom), (left, right))`, as `conv2d` resolves
@@ -12,6 +14,9 @@ them.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -31,6 +36,11 @@ TILE_ABOVE = 4
 TILE = 4
 
 FORMS = ("tiled", "banded", "im2col", "lax")
+
+# `add_bias` takes the bias gradient as a matmul from this many channels on; below, `y + bias`'s
+# own sum. LeNet-5's convs (6 and 16 channels) ran their step slower with the matmul (min 12.7
+# -> 16.5 ms), the CIFAR StageNet's (64-256) faster (`docs/performance.md`).
+DOT_BIAS_MIN_CHANNELS = 32
 
 
 def form(cin: int, groups: int, window: Pair, stride: Pair, dilation: Pair, padded_width: int,
@@ -172,3 +182,45 @@ def im2col_conv(xf, kernel, stride, pads, dilation):
     cout = kernel.shape[-1]
     y = patches.reshape(n * oh * ow, kernel[..., 0].size) @ kernel.reshape(-1, cout)
     return y.reshape(n, oh, ow, cout)
+
+
+def add_bias(y, bias, *, min_channels: float = DOT_BIAS_MIN_CHANNELS):
+    """`y + bias` whose bias gradient is `ones @ dy.reshape(-1, C)`, accumulated in float32.
+
+    `y + bias`'s own gradient sums the output gradient over N, H and W; XLA:CPU compiles that
+    sum to a reduce-window fusion (11.3 ms for the CIFAR StageNet's three conv biases at batch
+    128, Zen 4). A `(1, N*H*W) @ (N*H*W, C)` product runs on its multi-threaded matmul instead
+    (`docs/performance.md`). Same values as `y + bias`, gradients equal up to float rounding
+    (the sum order differs).
+
+    Args:
+      y: `(..., C)`, e.g. a conv output `(N, H, W, C)`.
+      bias: `(C,)`.
+      min_channels: below this many channels (or for a non-float bias) it is plain
+        `y + bias`.
+
+    Returns:
+      `y + bias`, in their promoted dtype.
+    """
+    if bias.shape[-1] < min_channels or not jnp.issubdtype(bias.dtype, jnp.floating):
+        return y + bias
+    return _add_bias(jnp.dtype(y.dtype), jnp.dtype(bias.dtype), y, bias)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _add_bias(y_dtype, bias_dtype, y, bias):
+    return y + bias
+
+
+def _add_bias_fwd(y_dtype, bias_dtype, y, bias):
+    return y + bias, None
+
+
+def _add_bias_bwd(y_dtype, bias_dtype, _, dy):
+    rows = dy.reshape(-1, dy.shape[-1])
+    ones = jnp.ones((rows.shape[0],), rows.dtype)
+    dbias = jnp.dot(ones, rows, preferred_element_type=jnp.float32)
+    return dy.astype(y_dtype), dbias.astype(bias_dtype)
+
+
+_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)

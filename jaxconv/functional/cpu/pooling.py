@@ -32,7 +32,12 @@ def max_pool(xf, window, stride, pads):
 
     Bit-identical to `lax.reduce_window`'s max. Its gradient is elementwise selects, where
     `reduce_window`'s (`select_and_scatter`) ran 5-8x slower on XLA:CPU; at exact ties it is
-    split among the tied taps instead of going to the first.
+    split among the tied taps instead of going to the first. Measured and not kept (Zen 4,
+    `docs/performance.md`): a max over all kh*kw taps at once for the overlapping 3/2 pools
+    (2.3-3.1x slower forward+backward at AlexNet's shapes), and strided slices for the
+    non-overlapping 2x2 pools, which `jaxconv.functional.max_pool` keeps as the max of a
+    reshaped view: faster alone, slower in the CIFAR StageNet step (XLA split the slices'
+    forward into three fusions and their gradient into pads and adds).
 
     Returns:
       `(N, out_h, out_w, C)`.
