@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import layers as L
-from jaxconv.models import VGG, AlexNet, LeNet5, StageNet
+from jaxconv.models import VGG, AlexNet, ConnectivityNet, LeNet5, StageNet
 
 from .bad_input_cases import BAD_IMAGES, NAN, C, Case, H, W, esc, no_image
 
@@ -149,6 +149,8 @@ MODEL_FACTORIES = {  # (factory, input shape, classes); built abstract (nnx.eval
     "AlexNet": (lambda: AlexNet(6, rngs=_rngs()), (227, 227, 3), 6),
     "AlexNet-torchvision": (lambda: AlexNet(7, variant="torchvision", rngs=_rngs()),
                             (70, 64, 3), 7),
+    "ConnectivityNet-lc": (lambda: ConnectivityNet(3, input_shape=(6, 5, 2), connectivity="lc",
+                                                   rngs=_rngs()), (6, 5, 2), 3),
 }
 
 
@@ -166,7 +168,7 @@ def _model_cases(name: str) -> list[Case]:
         ("int32", jnp.zeros((2, h, w, c), jnp.int32), esc("expects float images", "int32")),
         ("bool", jnp.zeros((2, h, w, c), bool), esc("expects float images", "dtype bool")),
     ]
-    if name in ("LeNet5", "StageNet", "AlexNet"):  # fixed input size
+    if name in ("LeNet5", "StageNet", "AlexNet", "ConnectivityNet-lc"):  # fixed input size
         rows.append(("wrong-size", jnp.zeros((2, h - 1, w, c)), expects + ".*got shape"))
         rows.append(("zero-height", jnp.zeros((2, 0, w, c)), expects + ".*got shape"))
     else:  # any size from a minimum: too small fails in the first window that does not fit
@@ -192,4 +194,10 @@ MODEL_CASES = [case for name in MODEL_FACTORIES for case in _model_cases(name)] 
          esc("LeNet5 needs input_size >= 28, got 20")),
         ("LeNet5-pool", {"make": lambda: LeNet5(pool="l2", rngs=_rngs())},
          esc("unknown pool 'l2'; valid: ['avg', 'max']")),
+        ("ConnectivityNet-kind", {"make": lambda: ConnectivityNet(
+            3, input_shape=(8, 8, 1), connectivity="dense", rngs=_rngs())},
+         esc("unknown connectivity 'dense'; valid: ['fc', 'lc', 'conv']")),
+        ("StageNet-strides", {"make": lambda: StageNet(3, input_shape=(8, 8, 1),
+                                                       conv_stride=(1, 2, 2), rngs=_rngs())},
+         esc("conv_stride has 3 entries, expected one per stage (2)")),
     ])
