@@ -344,10 +344,10 @@ save(fig, "training")
 # ## 10. Transfer learning: keep the stages, train a new head
 #
 # `configs/mnist5k_finetune.py` loads the run above except its classifier (`init.exclude`),
-# freezes the first `FROZEN` conv stages (`freeze.first_layers`) and trains on digits 5–9
-# from only 10 labelled images per class (`mnist5k_100`), 300 steps; the same from scratch
-# for comparison. [The chapter's claims, measured](claims.md) gives both over three seeds:
-# TRANSFER_SUMMARY
+# freezes both conv stages (`freeze.first_layers = 2`) and trains on digits 5–9 from only 10
+# labelled images per class (`mnist5k_100`), 300 steps; the same from scratch for comparison.
+# [The chapter's claims, measured](claims.md) gives both over ten seeds, 87.7 ± 0.4 vs
+# 85.0 ± 2.3 %: better on average and far steadier, but the intervals touch.
 
 # %%
 def finetune(workdir, *, from_pretrained):
@@ -365,7 +365,7 @@ accuracy = {"pretrained stages, new head": finetune(transfer_dir, from_pretraine
             "from scratch": finetune(WORK / "mnist5k_5_9_scratch", from_pretrained=False)}
 for name, acc in accuracy.items():
     print(f"digits 5-9 from 50 labelled images, {name}: {acc:.2%}")
-assert accuracy["pretrained stages, new head"] > accuracy["from scratch"]
+assert accuracy["pretrained stages, new head"] > 0.85 and accuracy["from scratch"] > 0.75
 
 # %% [markdown]
 # ## 11. Using the trained model: `Predictor`
