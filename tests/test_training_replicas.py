@@ -5,6 +5,7 @@ The end-to-end runs (a K-seed run against K 1-seed runs, resume, predict, plots)
 tests/test_training_seeds_e2e.py (slow tier)."""
 
 import glob
+import os
 import struct
 
 import jax
@@ -14,12 +15,12 @@ import pytest
 from flax import nnx
 
 from configs import default as default_lib
-from jaxconv import data
+from jaxconv import data, run_history
 from jaxconv import functional as F
 from jaxconv.models import StageNet
 from jaxconv.training import replicas, steps, validate_config
 from jaxconv.training.config import ConfigError
-from jaxconv.training.logs import MetricLogger
+from jaxconv.training.logs import MetricLogger, StepMetrics
 from jaxconv.training.state import create_train_state, root_keys, split_model
 
 
@@ -195,3 +196,44 @@ def test_logger_writes_each_seed_beside_the_mean(tmp_path):
     assert tags["train/loss"] == [1.5] and tags["train/loss/seed4"] == [2.0]
     np.testing.assert_allclose(tags["eval/accuracy/seed3"], [0.6])
     assert tags["eval/accuracy"] == [0.5] and "train/learning_rate/seed3" not in tags
+
+
+def _step_metrics(step):
+    """A step's metrics as the vmapped train step returns them for two seeds."""
+    return {"loss": np.array([step, 2.0 * step], np.float32),
+            "accuracy": np.array([0.5, 0.25], np.float32),
+            "grad_norm": np.array([1.0, step], np.float32),
+            "learning_rate": np.array([0.1, 0.1], np.float32),
+            "param_norm": np.array([3.0, 4.0 + step], np.float32)}
+
+
+def test_steps_a_stop_saved_between_logs_average_into_the_next_log(tmp_path):
+    def logger(workdir, start):
+        os.makedirs(workdir, exist_ok=True)
+        stream = run_history.HistoryWriter(workdir)
+        stream.start(start)
+        return MetricLogger(workdir, total_steps=4, initial_step=start, enabled=True,
+                            progress_bar=False, stream=stream, seeds=(7, 8))
+
+    straight = logger(str(tmp_path / "a"), 0)
+    tracker = StepMetrics(jax.device_get, 10, straight)
+    for step in range(1, 5):
+        tracker.add(step, _step_metrics(step))
+    tracker.flush(4)
+    stopped = logger(str(tmp_path / "b"), 0)
+    tracker = StepMetrics(jax.device_get, 10, stopped)
+    for step in (1, 2):
+        tracker.add(step, _step_metrics(step))
+    tracker.save_pending()  # A stop at step 2, between two logs; the run resumes there.
+    resumed = logger(str(tmp_path / "b"), 2)
+    tracker = StepMetrics(jax.device_get, 10, resumed)
+    tracker.preload(resumed.stream.history.pending)
+    for step in (3, 4):
+        tracker.add(step, _step_metrics(step))
+    tracker.flush(4)
+    for logged in (straight.history[-1], resumed.history[-1]):
+        assert logged["train_loss_seeds"] == [2.5, 5.0]  # Means of steps 1..4, per seed.
+        assert logged["train_param_norm_seeds"] == [3.0, 8.0]  # The last step's.
+        assert logged["train_loss"] == 3.75 and logged["train_learning_rate"] == pytest.approx(0.1)
+    for log in (straight, stopped, resumed):
+        log.close()
