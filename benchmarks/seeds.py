@@ -117,7 +117,9 @@ def _end_to_end(args) -> list[list]:
 
 def main():
     args = _parse()
-    print(_common.machine_header({"jax devices": str(jax.devices())}), flush=True)
+    _, peak = _common.fp32_peak()
+    print(_common.machine_header({"fp32 peak": peak, "jax devices": str(jax.devices())}),
+          flush=True)
     rows = _steps(args)
     print(f"\nLeNet-5 on mnist5k, batch 64, train step only (median of {args.rounds} "
           f"interleaved rounds):")
