@@ -50,9 +50,9 @@ def _parse():
     return p.parse_args()
 
 
-def _config(args, num_seeds: int, steps: int):
+def _config(args, num_seeds: int, steps: int, seed: int = 0):
     c = mnist5k_lenet5.get_config()
-    c.num_seeds, c.num_train_steps = num_seeds, steps
+    c.seed, c.num_seeds, c.num_train_steps = seed, num_seeds, steps
     c.progress_bar = c.write_plots = False
     c.eval_every_steps, c.checkpoint_every_steps, c.log_every_steps = 0, steps, steps
     if args.data_dir:
@@ -103,13 +103,15 @@ def _steps(args) -> list[list]:
 
 
 def _end_to_end(args) -> list[list]:
-    def run(num_seeds: int) -> float:
+    def run(num_seeds: int, seed: int = 0) -> float:
+        config = _config(args, num_seeds, args.end_to_end_steps, seed)
         with tempfile.TemporaryDirectory() as workdir:
             t0 = time.perf_counter()
-            training.train_and_evaluate(_config(args, num_seeds, args.end_to_end_steps), workdir)
+            training.train_and_evaluate(config, workdir)
             return time.perf_counter() - t0
 
-    separate = sum(run(1) for _ in range(args.seeds))
+    # The 1-seed runs of seeds 0..K-1: the replicas of the K-seed run.
+    separate = sum(run(1, seed) for seed in range(args.seeds))
     together = run(args.seeds)
     return [[f"{args.seeds} separate 1-seed runs, one after the other", f"{separate:.1f}", "1.00"],
             [f"one {args.seeds}-seed run", f"{together:.1f}", f"{separate / together:.2f}"]]
