@@ -142,3 +142,13 @@ def test_predict_and_plots_pick_a_replica(digits_dir, tmp_path_factory, tmp_path
     with pytest.raises(ValueError, match="seed_index=3 is out of range"):
         plots.write_all(workdir, seed_index=3)
     assert not os.path.exists(os.path.join(workdir, "plots", "seed_index3"))
+
+
+def test_fine_tuning_from_a_run_of_several_seeds_is_refused(digits_dir, tmp_path_factory):
+    workdir = _runs(digits_dir, tmp_path_factory, "cpu")["k"][0]
+    for path in (workdir, os.path.join(workdir, "checkpoints"),
+                 os.path.join(workdir, "checkpoints", str(2 * N))):
+        config = _config(digits_dir, num_seeds=1)
+        config.init.checkpoint = path
+        with pytest.raises(training.ConfigError, match=rf"is a run of {K} seeds"):
+            training.setup(config)
