@@ -5,7 +5,9 @@ The end-to-end runs (a K-seed run against K 1-seed runs, resume, predict, plots)
 tests/test_training_seeds_e2e.py (slow tier)."""
 
 import glob
+import json
 import os
+import shutil
 import struct
 
 import jax
@@ -15,7 +17,7 @@ import pytest
 from flax import nnx
 
 from configs import default as default_lib
-from jaxconv import data, run_history
+from jaxconv import data, run_history, training
 from jaxconv import functional as F
 from jaxconv.models import StageNet
 from jaxconv.training import replicas, steps, validate_config
@@ -237,3 +239,28 @@ def test_steps_a_stop_saved_between_logs_average_into_the_next_log(tmp_path):
         assert logged["train_loss"] == 3.75 and logged["train_learning_rate"] == pytest.approx(0.1)
     for log in (straight, stopped, resumed):
         log.close()
+
+
+def test_a_two_seed_run_resumes_bit_for_bit(digits_dir, tmp_path):
+    """The fast tier's K-seed resume (tests/test_fast_invariants.py's recipe): a kill after
+    the step-2 checkpoint, then the same config again; the stacked state, both iterators'
+    positions and the per-seed figures continue exactly (the slow tier resumes a K=3 run)."""
+    config = default_lib.get_config()
+    config.data_dir, config.num_seeds, config.seed = digits_dir, 2, 5
+    config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 4, 2, 1
+    config.batch_size, config.eval_batch_size = 16, 100
+    config.progress_bar = config.write_plots = False
+    config.model_kwargs.features, config.model_kwargs.lcn_kernel_size = (4,), (3,)
+    config.model_kwargs.hidden, config.model_kwargs.dropout = (8,), 0.5
+    one_device = jax.devices()[:1]
+    straight = training.train_and_evaluate(config, tmp_path, devices=one_device)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    shutil.rmtree(tmp_path / "checkpoints" / "4")
+    os.remove(tmp_path / "metrics.json")
+    again = training.train_and_evaluate(config, tmp_path, devices=one_device)
+    assert np.asarray(again.step).tolist() == [4, 4]
+    for a, b in zip(jax.tree.leaves(jax.device_get(straight)),
+                    jax.tree.leaves(jax.device_get(again)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == metrics["seeds"]
+    assert [s["seed"] for s in metrics["seeds"]] == [5, 6]
