@@ -45,6 +45,11 @@ def get_config(model: str = "stagenet") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
 
     c.seed = 0  # Seeds parameter init, data order, distortions and dropout.
+    # Train this many independent replicas in one program (jax.vmap over their stacked
+    # state): replica k uses seed + k everywhere (init, dropout, distortions, data order) and
+    # equals a 1-seed run with --config.seed=seed+k. metrics.json's figures are the mean over
+    # the seeds, with each seed's under "seeds" (docs/training.md). jit parallelism only.
+    c.num_seeds = 1
 
     # --- Data ---
     c.dataset = "digits"  # A key of jaxconv.data.DATASETS: digits, mnist, cifar10, imagenet2012.

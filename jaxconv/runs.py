@@ -71,10 +71,9 @@ class RunInfo:
 
 
 def _tuples(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, (list, dict)):
+        return ({k: _tuples(v) for k, v in value.items()} if isinstance(value, dict) else
+                tuple(_tuples(v) for v in value))
     return value
 
 
@@ -301,40 +300,49 @@ def _local_copy(x: Any) -> np.ndarray:
     return np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
 
 
-def load_trained_model(workdir: str | os.PathLike, *, params: Any = None,
-                       seed: int = 0, dtype: Any = None) -> tuple[nnx.Module, RunInfo]:
-    """The model of a training workdir with trained parameters, in eval mode.
+def check_seed_index(info: RunInfo, seed_index: int, workdir: str | os.PathLike) -> int:
+    """The run's ``config.num_seeds``; raises ``ValueError`` if `seed_index` is not below it."""
+    k = info.config.get("num_seeds", 1)  # Runs that predate the key trained one seed.
+    if not 0 <= seed_index < k:
+        valid = "0 (it trained one seed)" if k == 1 else f"0..{k - 1} (config.num_seeds={k})"
+        raise ValueError(f"seed_index={seed_index} is out of range for the run in "
+                         f"{os.fspath(workdir)}: use {valid}")
+    return k
+
+
+def load_trained_model(workdir: str | os.PathLike, *, params: Any = None, seed: int = 0,
+                       dtype: Any = None, seed_index: int = 0) -> tuple[nnx.Module, RunInfo]:
+    """``(model, run_info)``: the model of a training workdir with trained parameters, in
+    eval mode.
 
     Args:
       workdir: a directory the trainer wrote (``run.json`` + ``checkpoints/``).
       params: the parameters to use (nested dict, e.g. the ``params`` of the `TrainState`
         the trainer returned; replicated arrays: this process's copy is used, with no
         collective); None reads the newest checkpoint's (`restore_params`).
-      seed: seeds the model's RNG streams (dropout's, unused in eval mode); the model is
-        built abstractly (`nnx.eval_shape`: no initializer runs) and filled with `params`.
+      seed: seeds the model's RNG streams (dropout's, unused in eval mode).
       dtype: compute dtype of the model (e.g. ``"float32"`` to evaluate a bfloat16 run in
         float32); None: the run's (``config.compute_dtype``, recorded as the model's
         ``dtype`` argument; float32 for runs that predate it). Parameters stay float32.
-
-    Returns:
-      ``(model, run_info)``.
+      seed_index: the replica of a run of ``config.num_seeds`` > 1 (its checkpoint and
+        `params` hold them stacked): replica k trained with seed ``config.seed + k``.
 
     Raises:
       FileNotFoundError: no ``run.json``, or (`params` None) no complete checkpoint.
-      ValueError: unreadable checkpoint, or parameters that do not fit the model.
+      ValueError: unreadable checkpoint, misfit parameters, or `seed_index` out of range.
     """
     info = read_run_info(workdir)
-    kwargs = dict(info.model_kwargs)
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    # Shapes only (no initializer runs or compiles); the RNG streams (dropout's, unused in
-    # eval mode) get concrete keys, the parameters are filled in below.
+    k = check_seed_index(info, seed_index, workdir)
+    kwargs = {**info.model_kwargs, **({} if dtype is None else {"dtype": dtype})}
+    # Shapes only (no initializer runs); RNG streams get concrete keys, params come below.
     model = nnx.eval_shape(lambda: create_model(info.model, rngs=nnx.Rngs(seed), **kwargs))
     nnx.reseed(model, default=seed)
     if params is None:
         params, source = restore_params(workdir), f"the checkpoint in {os.fspath(workdir)}"
     else:
         params, source = jax.tree.map(_local_copy, params), "the given parameters"
+    if k > 1:  # The replicas' parameters are stacked: take one.
+        params = jax.tree.map(lambda a: a[seed_index], params)
     state = nnx.state(model, nnx.Param)
     expected = jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(state))
     got = jax.tree.map(lambda a: tuple(a.shape), params)

@@ -104,7 +104,7 @@ def test_a_changed_trained_key_stops_the_resume_and_bookkeeping_does_not(resumed
 # Every key of configs/default.py and its kind, written out (jaxconv.training.config_keys):
 # a key whose kind changes, or a new key, has to be decided here too.
 TRAINED_KEYS = """
-seed dataset classes image_size train_crop crop_resize_size worker_count
+seed num_seeds dataset classes image_size train_crop crop_resize_size worker_count
 distortion.rotation_degrees distortion.translate distortion.scale distortion.horizontal_flip
 distortion.crop_padding distortion.crop_padding_mode distortion.brightness distortion.contrast
 model compute_dtype model_kwargs.features model_kwargs.kernel_size model_kwargs.lcn_kernel_size

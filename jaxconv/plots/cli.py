@@ -30,11 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "filters, training curves, test confusion matrix, input distortions and "
                     "feature maps (a figure that does not apply is skipped with a warning).")
     parser.add_argument("--workdir", required=True, help="a directory train.py wrote")
+    parser.add_argument("--seed_index", "--seed-index", type=int, default=0,
+                        help="a run of several seeds (config.num_seeds): the replica to draw, "
+                             "trained with seed config.seed + SEED_INDEX, into "
+                             "plots/seed_index<SEED_INDEX>/ unless 0 (default: 0)")
     args = parser.parse_args(argv)
     quiet_logging()
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     try:
-        paths = write_all(args.workdir)
+        paths = write_all(args.workdir, seed_index=args.seed_index)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     except OSError as err:  # a read-only workdir, `plots` a file, a full disk, ...

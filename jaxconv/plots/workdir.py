@@ -36,6 +36,8 @@ from jaxconv.plots import figures
 from jaxconv.predict import predictor as predictor_lib
 from jaxconv.runs import METRICS_FILE, RunInfo
 
+SEEDS = "_seeds"  # History keys of per-seed values (jaxconv.training.logs): "test_loss_seeds".
+
 PLOTS_DIR = "plots"
 MAX_CONFUSION_EXAMPLES = 10_000  # Enough for every class of ImageNet to show up ~10 times.
 NUM_DISTORTED_IMAGES = 6  # Rows of distortions.png ...
@@ -125,21 +127,26 @@ def distorted_samples(run: RunInfo, num_images: int = NUM_DISTORTED_IMAGES,
     return images, np.asarray(copies)
 
 
-def _history(workdir: str) -> list[dict[str, Any]]:
+def _history(workdir: str, seed_index: int = 0) -> list[dict[str, Any]]:
+    """``metrics.json``'s history; a run of several seeds: replica `seed_index`'s values
+    (its ``<name>_seeds`` entries) under the 1-seed names."""
     path = os.path.join(workdir, METRICS_FILE)
     try:
-        return json.loads(run_files.read_text(path)).get("history", [])
+        history = json.loads(run_files.read_text(path)).get("history", [])
     except (FileNotFoundError, IsADirectoryError):
         return []
     except (ValueError, AttributeError) as err:
         raise ValueError(f"{path} is not a valid metrics file ({err})") from err
+    return [{**r, **{k.removesuffix(SEEDS): v[seed_index] for k, v in r.items()
+                     if k.endswith(SEEDS) and isinstance(v, list)}} for r in history]
 
 
 def _skip(what: str, why: str) -> None:
     _log.warning("jaxconv.plots: no %s: %s", what, why)
 
 
-def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
+def write_all(workdir: str | os.PathLike, *, params: Any = None,
+              seed_index: int = 0) -> list[str]:
     """Writes the module docstring's figures to ``workdir/plots/``; returns the PNG paths.
 
     Only this process reads and computes (no collectives): in a multi-process run, call it
@@ -151,13 +158,16 @@ def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
       params: the run's trained parameters (the ``params`` of the `TrainState` that
         ``train_and_evaluate`` returns; replicated arrays: this process's copy is used, no
         checkpoint read, no collective); None loads the newest checkpoint's.
+      seed_index: a run of several seeds (``config.num_seeds``): the replica to draw (its
+        parameters and its curves); its figures go to ``plots/seed_index<k>/`` for k > 0.
 
     Returns:
       The paths written, in the module docstring's order (skipped figures are logged).
 
     Raises:
       FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
-      ValueError: an unreadable checkpoint, or one that does not fit the run's model.
+      ValueError: an unreadable checkpoint, one that does not fit the run's model, or a
+        `seed_index` the run does not have.
       OSError: ``workdir/plots`` cannot be made a writable directory (checked before any
         work: a read-only workdir, a file named ``plots``), or a figure cannot be written.
 
@@ -165,27 +175,28 @@ def write_all(workdir: str | os.PathLike, *, params: Any = None) -> list[str]:
     each PNG is uploaded to ``workdir/plots/`` (one atomic object write each).
     """
     workdir = os.fspath(workdir)
-    out = os.path.join(workdir, PLOTS_DIR)
-    runs.read_run_info(workdir)  # a workdir train.py wrote, before anything is created in it
+    out = os.path.join(workdir, PLOTS_DIR, *([f"seed_index{seed_index}"] if seed_index else []))
+    # A workdir train.py wrote, and a replica it has, before anything is created in it.
+    runs.check_seed_index(runs.read_run_info(workdir), seed_index, workdir)
     if not run_files.is_url(workdir):
         if os.path.lexists(out) and not os.path.isdir(out):
             raise NotADirectoryError(20, "a file is in the way of the plots directory", out)
         os.makedirs(out, exist_ok=True)
         if not os.access(out, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable", out)
-        return _draw(workdir, out, params)
+        return _draw(workdir, out, params, seed_index)
     staging = tempfile.mkdtemp(prefix="jaxconv-plots-")
     try:
-        drawn = _draw(workdir, staging, params)
+        drawn = _draw(workdir, staging, params, seed_index)
         run_files.upload_dir(staging, out)
         return [os.path.join(out, os.path.relpath(p, staging)) for p in drawn]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _draw(workdir: str, out: str, params: Any) -> list[str]:
+def _draw(workdir: str, out: str, params: Any, seed_index: int) -> list[str]:
     """`write_all`'s figures, drawn into local directory `out`; returns the PNG paths."""
-    model, run = runs.load_trained_model(workdir, params=params)
+    model, run = runs.load_trained_model(workdir, params=params, seed_index=seed_index)
     written = []
     kernel = first_conv_kernel(model)
     if kernel is None:
@@ -193,7 +204,7 @@ def _draw(workdir: str, out: str, params: Any) -> list[str]:
     else:
         written.append(figures.plot_filters(kernel[1], os.path.join(out, "filters.png"),
                                             title=f"first-layer filters ({kernel[0]})"))
-    history = _history(workdir)
+    history = _history(workdir, seed_index)
     if history:
         written.append(figures.plot_curves(history, os.path.join(out, "curves.png")))
     else:

@@ -1,7 +1,7 @@
 """``python -m jaxconv.predict``: top-k labels for image files, from a training workdir.
 
     python -m jaxconv.predict --workdir runs/default img1.png photo.jpg [--top-k 3] [--json]
-        [--resize fit|crop|pad|none] [--batch-size 64]
+        [--resize fit|crop|pad|none] [--batch-size 64] [--seed_index 0]
 
 Prints one table row per file: what was done to it (``input``) and its top-k labels (or, with
 ``--json``, a JSON list of ``{"file", "input", "top_k": [{"label", "probability"}]}``, plus
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resize", choices=RESIZE_POLICIES, default=None,
                         help="what to do to a file of another size than the model's (default: "
                              "fit; imagenet2012 runs: their eval resize and central crop)")
+    parser.add_argument("--seed_index", "--seed-index", type=int, default=0,
+                        help="a run of several seeds (config.num_seeds): the replica to use, "
+                             "trained with seed config.seed + SEED_INDEX (default: 0)")
     return parser
 
 
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"--batch-size={args.batch_size}: must be a positive integer")
     try:
         predictor = Predictor.from_checkpoint(args.workdir, batch_size=args.batch_size,
-                                              resize=args.resize)
+                                              resize=args.resize, seed_index=args.seed_index)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     n = len(predictor.class_names)

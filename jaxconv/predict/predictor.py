@@ -101,7 +101,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, workdir: str | os.PathLike, *, batch_size: int = 64,
-                        dtype=None, resize: str | None = None) -> Predictor:
+                        dtype=None, resize: str | None = None,
+                        seed_index: int = 0) -> Predictor:
         """The model of a training workdir (newest checkpoint) with its eval preprocessing.
 
         Class names, image shape and normalization come from the run's ``run.json`` (its
@@ -115,13 +116,16 @@ class Predictor:
           resize: a policy of `RESIZE_POLICIES` for files of another size; None: the
             dataset's (the eval resize + central crop for variable-size datasets such as
             imagenet2012, ``"fit"`` for the others).
+          seed_index: the replica of a run of several seeds (``config.num_seeds``): the one
+            trained with seed ``config.seed + seed_index``; 0 for a 1-seed run.
 
         Raises:
           FileNotFoundError: no ``run.json`` or no complete checkpoint in `workdir`.
           ValueError: an unreadable checkpoint, one that does not fit the model, or one with
-            NaN or infinite parameters (a diverged run); a bad `batch_size` or `resize`.
+            NaN or infinite parameters (a diverged run); a bad `batch_size`, `resize` or
+            `seed_index`.
         """
-        model, run = load_trained_model(workdir, dtype=dtype)
+        model, run = load_trained_model(workdir, dtype=dtype, seed_index=seed_index)
         if bad := nonfinite_params(model):
             raise ValueError(f"{workdir}: the newest checkpoint has NaN or infinite parameters "
                              f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run "

@@ -7,6 +7,8 @@
 - `jaxconv.training.steps`: `train_step`, `eval_step` (pure; distortion on device).
 - `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`,
   `initialize_distributed`.
+- `jaxconv.training.replicas`: ``config.num_seeds``: the replicas' configs, stacked states,
+  vmapped steps, `ReplicaIterator`, per-seed figures.
 - `jaxconv.training.checkpoint`: `Checkpointer` (Orbax; state + data iterator, fallback to
   an older step), `CheckpointError`.
 - `jaxconv.training.preemption`: SIGTERM / Ctrl-C -> final checkpoint -> `Preempted`.

@@ -37,6 +37,7 @@ _NUMBER = (int, float)
 # against the model's signature instead). bool is refused where a number is expected.
 SCHEMA: dict[str, tuple[type, ...]] = {
     "seed": (int,),
+    "num_seeds": (int,),
     "dataset": (str,),
     "data_dir": (str,),
     "image_size": (int,),
@@ -140,8 +141,8 @@ def _check_types(config: Config) -> None:
 
 
 def _check_ranges(config: Config, device_count: int | None) -> None:
-    positive = ("batch_size", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
-                "keep_checkpoints")
+    positive = ("num_seeds", "batch_size", "eval_batch_size", "log_every_steps",
+                "checkpoint_every_steps", "keep_checkpoints")
     for key in positive:
         if _get(config, key) < 1:
             raise _fail(key, _get(config, key), "must be >= 1")
@@ -172,6 +173,19 @@ def _check_ranges(config: Config, device_count: int | None) -> None:
                     "must be parameter names (strings)")
     _check_transfer(config)
     _check_precision_and_profile(config)
+    _check_seeds(config)
+
+
+def _check_seeds(config: Config) -> None:
+    """``num_seeds`` > 1: jit parallelism only, and every replica's seed fits int32."""
+    k = config["num_seeds"]
+    if k > 1 and config["parallelism"] != "jit":
+        raise _fail("num_seeds", k, f"needs config.parallelism='jit' (several seeds in one "
+                                    f"program are not offered with "
+                                    f"{config['parallelism']!r}); or set num_seeds=1")
+    if config["seed"] + k - 1 > config_values.MAX_INT:
+        raise _fail("num_seeds", k, f"with config.seed={config['seed']} takes seeds above "
+                                    f"{config_values.MAX_INT:,}; lower config.seed")
 
 
 def _is_int(value: Any) -> bool:

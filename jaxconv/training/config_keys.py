@@ -28,6 +28,7 @@ from typing import Any
 
 TRAINED = frozenset({
     "seed",  # Parameter init, data order, distortions, dropout.
+    "num_seeds",  # The replicas trained (and the checkpoint's stacked state).
     "dataset", "classes", "image_size", "train_crop", "crop_resize_size",
     # grain worker processes change which examples share a batch (jaxconv.data.pipeline)
     # and the iterator state a checkpoint holds.

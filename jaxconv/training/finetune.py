@@ -19,8 +19,22 @@ import os
 import optax
 from flax import nnx
 
-from jaxconv import transfer
+from jaxconv import run_files, runs, transfer
 from jaxconv.training.config import Config, ConfigError
+
+
+def _num_seeds_of(path: str) -> int:
+    """``config.num_seeds`` of the run that `path` (a workdir, its ``checkpoints`` directory
+    or one step directory) belongs to; 1 when no ``run.json`` says otherwise."""
+    root = run_files.path(path)
+    if root.name.isdigit() and root.parent.name == runs.CHECKPOINTS_DIR:
+        root = root.parent.parent
+    elif root.name == runs.CHECKPOINTS_DIR:
+        root = root.parent
+    try:
+        return runs.read_run_info(root).config.get("num_seeds", 1)
+    except (FileNotFoundError, ValueError):
+        return 1
 
 
 def load_pretrained(model: nnx.Module, config: Config) -> transfer.LoadReport | None:
@@ -41,6 +55,10 @@ def load_pretrained(model: nnx.Module, config: Config) -> transfer.LoadReport | 
     init = config["init"]
     if init["checkpoint"]:
         key, path = "init.checkpoint", os.path.expanduser(init["checkpoint"])
+        if (k := _num_seeds_of(path)) > 1:  # Stacked parameters: which replica is not said.
+            raise ConfigError(f"config.init.checkpoint={path!r} is a run of {k} seeds "
+                              f"(config.num_seeds={k}): starting from one of its replicas "
+                              f"is not supported; start from a 1-seed run")
         source = transfer.checkpoint_params(path)
     elif init["torch_weights"]:
         key, path = "init.torch_weights", os.path.expanduser(init["torch_weights"])

@@ -26,7 +26,7 @@ from flax import nnx
 from jaxconv import data, runs, runtime
 from jaxconv.models import count_params, create_model
 from jaxconv.training import config as config_lib
-from jaxconv.training import finetune, memory, parallel, steps
+from jaxconv.training import finetune, memory, parallel, replicas, steps
 from jaxconv.training import optimizer as optimizer_lib
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, root_keys, split_model
 
@@ -40,10 +40,12 @@ class Job:
       info: the dataset's `DatasetInfo`.
       par: the parallel strategy (`jaxconv.training.parallel`).
       model_def: the split model.
-      state: the `TrainState` at step 0, host/default-device arrays.
+      state: the `TrainState` at step 0, host/default-device arrays (``config.num_seeds`` > 1:
+        the replicas' states stacked, `jaxconv.training.replicas`).
       train_fn: compiled ``(state, batch) -> (state, metrics)``.
       eval_fn: compiled ``(state, batch) -> metrics``.
-      train_it: this process's training iterator (checkpointable).
+      train_it: this process's training iterator (checkpointable; a
+        `replicas.ReplicaIterator` of stacked batches for several seeds).
       eval_ds: the test split in batches.
       total_steps: training length.
       num_params: the model's parameter count.
@@ -65,9 +67,17 @@ class Job:
     model_kwargs: dict[str, Any]
     init_report: Any = None
 
+    def put_train_batch(self, batch: dict[str, np.ndarray]) -> Any:
+        """A batch of `train_it` in the device layout (several seeds: sharded along the
+        batch axis, after the replica axis)."""
+        if self.config.num_seeds == 1:
+            return self.par.put_batch(batch)
+        return self.par.put_batch(batch, batch_axis=1)
+
 
 def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Distortion,
-                   info: data.DatasetInfo, *, wrap: Callable | None = None):
+                   info: data.DatasetInfo, *, wrap: Callable | None = None,
+                   num_seeds: int = 1):
     """``(train_fn, eval_fn)``: the pure steps with their dependencies bound, compiled by `par`.
 
     Args:
@@ -79,6 +89,7 @@ def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Dist
       info: the dataset (mean/std for normalization).
       wrap: applied to each bound pure function before compiling (tests pass
         ``chex.assert_max_traces``).
+      num_seeds: > 1: the steps are vectorized over stacked states (`replicas.vmap_steps`).
     """
     # Closures rather than functools.partial so that `wrap` (chex) can read their source.
     def train(state, batch):
@@ -92,6 +103,8 @@ def build_step_fns(par, model_def: ModelDef, tx, schedule, distortion: data.Dist
 
     if wrap is not None:
         train, evaluate = wrap(train), wrap(evaluate)
+    if num_seeds > 1:
+        train, evaluate = replicas.vmap_steps(train, evaluate)
     return par.compile_train(train), par.compile_eval(evaluate)
 
 
@@ -161,8 +174,9 @@ def _check_fits(config, kwargs: dict[str, Any], info: data.DatasetInfo,
             f"config.model={config.model!r} with config.model_kwargs "
             f"{dict(config.get('model_kwargs', {}))} does not fit the {config.dataset} images "
             f"{tuple(info.image_shape)}: {str(err).splitlines()[0]}") from err
-    memory.check_fits(estimate, memory.device_memory_bytes(), batch_size=config.batch_size,
-                      device_count=device_count)
+    # K seeds: K copies of the parameters, optimizer state and activations.
+    memory.check_fits(estimate * config.num_seeds, memory.device_memory_bytes(),
+                      batch_size=config.batch_size, device_count=device_count)
 
 
 def build_job(config, *, wrap: Callable | None = None, devices: list | None = None,
@@ -197,24 +211,32 @@ def build_job(config, *, wrap: Callable | None = None, devices: list | None = No
     total = config_lib.total_steps(config, info.num_train)
     kwargs = config_lib.model_kwargs(config, info)
     _check_fits(config, kwargs, info, par.device_count)
-    model = _build_model(config, kwargs)
-    init_report = finetune.load_pretrained(model, config) if pretrained else None
+    # One model, state and iterator per seed (the 1-seed run: `config` itself). With
+    # config.init every replica starts from the same loaded parameters.
+    configs = replicas.replica_configs(config)
+    models = [_build_model(c, kwargs) for c in configs]
+    reports = [finetune.load_pretrained(m, config) if pretrained else None for m in models]
     tx, schedule = optimizer_lib.make_optimizer(
         config.optimizer, steps_per_epoch=config_lib.steps_per_epoch(config, info.num_train),
         total_steps=total)
-    tx = finetune.freeze_optimizer(tx, model, config)
-    model_def, params = split_model(model)
-    state = create_train_state(params, tx, root_keys(config.seed)[2])
+    tx = finetune.freeze_optimizer(tx, models[0], config)
+    splits = [split_model(m) for m in models]
+    model_def = splits[0][0]  # The graphs are the same; the dropout streams are reseeded.
+    states = [create_train_state(params, tx, root_keys(c.seed)[2])
+              for (_, params), c in zip(splits, configs)]
     train_fn, eval_fn = build_step_fns(par, model_def, tx, schedule,
-                                       runs.make_distortion(config), info, wrap=wrap)
-    train_it = data.train_iterator(
-        config.dataset, data_dir, global_batch_size=config.batch_size, seed=config.seed,
+                                       runs.make_distortion(config), info, wrap=wrap,
+                                       num_seeds=config.num_seeds)
+    iterators = [data.train_iterator(
+        config.dataset, data_dir, global_batch_size=config.batch_size, seed=c.seed,
         worker_count=config.worker_count, crop=crop, classes=classes,
-    )
+    ) for c in configs]
+    state = states[0] if len(states) == 1 else replicas.stack(states)
+    train_it = iterators[0] if len(iterators) == 1 else replicas.ReplicaIterator(iterators)
     eval_ds = data.eval_batches(config.dataset, data_dir, batch_size=config.eval_batch_size,
                                 crop=crop, classes=classes)
     return Job(config, info, par, model_def, state, train_fn, eval_fn, train_it, eval_ds,
-               total, count_params(model), kwargs, init_report)
+               total, count_params(models[0]), kwargs, reports[0])
 
 
 def setup(config, *, wrap: Callable | None = None, devices: list | None = None,
@@ -241,10 +263,13 @@ def evaluate(job: Job, dev_state: Any) -> dict[str, float]:
       dev_state: the state in the device layout (``job.par.put_state``).
 
     Returns:
-      ``{"loss", "accuracy", "count"}`` (`steps.summarize_eval`).
+      ``{"loss", "accuracy", "count"}`` (`steps.summarize_eval`); several seeds: their means,
+      and ``loss_seeds`` / ``accuracy_seeds`` (`replicas.summarize_eval`).
     """
     totals = None
     for batch in job.eval_ds:
         m = job.eval_fn(dev_state, job.par.put_batch(batch))
         totals = m if totals is None else jax.tree.map(jnp.add, totals, m)
+    if job.config.num_seeds > 1:
+        return replicas.summarize_eval(job.par.to_host(totals))
     return steps.summarize_eval(job.par.to_host(totals))

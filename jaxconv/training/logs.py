@@ -7,7 +7,10 @@ parameters are finite: the host loop has no per-step device sync.
 
 TensorBoard scalars (tensorboardX event files in the workdir): ``train/loss``,
 ``train/accuracy``, ``train/learning_rate``, ``train/grad_norm``, ``train/param_norm``,
-``train/images_per_second``, ``eval/loss``, ``eval/accuracy``.
+``train/images_per_second``, ``eval/loss``, ``eval/accuracy``. A run of several seeds
+(``config.num_seeds``) logs the mean over its seeds under those names, and each seed's
+value beside it (``eval/accuracy/seed3``; in the history, ``test_accuracy_seeds``: a list in
+seed order); images/s counts the images of one replica.
 Each logged record is appended to the workdir's history stream as it is logged
 (`jaxconv.run_history`: crash-safe, carried across resumes). ``metrics.json``: the final
 figures (``step``, ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``,
@@ -32,10 +35,17 @@ import tqdm
 
 from jaxconv import run_files, run_history
 from jaxconv.runs import METRICS_FILE
+from jaxconv.training.replicas import SEEDS_SUFFIX, split_seeds
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss (or the parameters) became NaN or infinite; names the step."""
+
+
+def _host_value(value: Any) -> float | np.ndarray:
+    """A fetched metric as a float, or (several seeds) a float64 array of per-seed values."""
+    array = np.asarray(value, np.float64)
+    return float(array) if array.ndim == 0 else array
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -97,12 +107,14 @@ class MetricLogger:
         When stderr is not a terminal (a log file, a pipe) a bar's carriage returns would
         glue lines together: one plain line per train log is printed instead.
       clock: the `Eta`'s clock (a test passes a fake one).
+      seeds: the seeds of a run of several (their per-seed values are logged beside the
+        means); () for a 1-seed run.
     """
 
     def __init__(self, workdir: str, *, total_steps: int, initial_step: int, enabled: bool,
                  progress_bar: bool, stream: run_history.HistoryWriter | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.workdir = workdir
+                 clock: Callable[[], float] = time.monotonic, seeds: tuple[int, ...] = ()):
+        self.workdir, self.seeds = workdir, tuple(seeds)
         self.enabled = enabled
         if stream is None:
             stream = run_history.HistoryWriter(workdir, enabled=enabled)
@@ -139,9 +151,13 @@ class MetricLogger:
             self._bar.set_postfix_str(self.postfix(), refresh=False)
             self._bar.update(steps)
 
-    def _scalars(self, prefix: str, step: int, values: dict[str, float]) -> None:
+    def _scalars(self, prefix: str, step: int, values: dict[str, float],
+                 per_seed: dict[str, list[float]] | None = None) -> None:
         for name, value in values.items():
             self._writer.add_scalar(f"{prefix}/{name}", value, step)
+        for name, seed_values in (per_seed or {}).items():
+            for seed, value in zip(self.seeds, seed_values, strict=True):
+                self._writer.add_scalar(f"{prefix}/{name}/seed{seed}", value, step)
 
     def _record(self, step: int, values: dict[str, Any]) -> None:
         if self.history and self.history[-1]["step"] == step:
@@ -150,12 +166,15 @@ class MetricLogger:
             self.history.append({"step": step, **values})
         self.stream.metrics(step, values)
 
-    def log_train(self, step: int, metrics: dict[str, float]) -> None:
-        """Logs mean train metrics of the steps up to `step` (and images/s)."""
+    def log_train(self, step: int, metrics: dict[str, Any]) -> None:
+        """Logs mean train metrics of the steps up to `step` (and images/s); several seeds:
+        a metric may be an array of per-seed values (`replicas.split_seeds`)."""
         if not self.enabled:
             return
-        self._scalars("train", step, metrics)
-        self._record(step, {f"train_{k}": v for k, v in metrics.items()})
+        metrics, per_seed = split_seeds(metrics)
+        self._scalars("train", step, metrics, per_seed)
+        self._record(step, {f"train_{k}": v for k, v in metrics.items()}
+                     | {f"train_{k}{SEEDS_SUFFIX}": v for k, v in per_seed.items()})
         self._metrics_text = (f"loss={metrics['loss']:.4f}, "
                               f"img_s={metrics.get('images_per_second', 0):.0f}")
         if self._bar is not None:
@@ -163,15 +182,21 @@ class MetricLogger:
         elif self._lines:
             self.write(f"step {step}/{self._total}: {self.postfix()}")
 
-    def log_eval(self, step: int, metrics: dict[str, float]) -> None:
-        """Logs test-split loss and accuracy at `step`."""
+    def log_eval(self, step: int, metrics: dict[str, Any]) -> None:
+        """Logs test-split loss and accuracy at `step` (several seeds: their means, and each
+        seed's from ``loss_seeds`` / ``accuracy_seeds``)."""
         if not self.enabled:
             return
-        self._scalars("eval", step, {k: metrics[k] for k in ("loss", "accuracy")})
-        self._record(step, {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]})
+        names = [n for n in ("loss", "accuracy") if n + SEEDS_SUFFIX in metrics]
+        per_seed = {n: metrics[n + SEEDS_SUFFIX] for n in names}
+        self._scalars("eval", step, {k: metrics[k] for k in ("loss", "accuracy")}, per_seed)
+        self._record(step, {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
+                     | {f"test_{n}{SEEDS_SUFFIX}": v for n, v in per_seed.items()})
+        seeds = (f"; per seed {', '.join(f'{100 * a:.2f}%' for a in per_seed['accuracy'])}"
+                 if per_seed else "")
         self.write(f"step {step}: test loss {metrics['loss']:.4f}, "
                    f"test accuracy {100 * metrics['accuracy']:.2f}% "
-                   f"({int(metrics['count'])} examples)")
+                   f"({int(metrics['count'])} examples){seeds}")
 
     def write(self, message: str) -> None:
         """Prints a line to stdout without breaking the progress bar."""
@@ -230,7 +255,7 @@ class StepMetrics:
 
     def preload(self, pending: list[dict[str, Any]]) -> None:
         """Queues steps a stopped run saved (`save_pending`; ``{"step": k, "loss": ...}``)."""
-        self._host = [(r["step"], {k: v for k, v in r.items() if k != "step"})
+        self._host = [(r["step"], {k: _host_value(v) for k, v in r.items() if k != "step"})
                       for r in pending]
 
     def restart_clock(self) -> None:
@@ -243,12 +268,14 @@ class StepMetrics:
         for (k, _), m in zip(self._pending, fetched):
             # loss is that of the parameters before step k, param_norm of those after it.
             for name, what in (("loss", "training loss"), ("param_norm", "parameter norm")):
-                if not math.isfinite(float(m[name])):
+                value = _host_value(m[name])  # Several seeds: one per seed.
+                if not np.all(np.isfinite(value)):
+                    shown = value if isinstance(value, float) else value.tolist()
                     raise NonFiniteLossError(
-                        f"{what} is {float(m[name])} at step {k}: stopping (nothing from this "
+                        f"{what} is {shown} at step {k}: stopping (nothing from this "
                         "step on is saved; the last good checkpoint is kept)"
                     )
-        self._host += [(k, {n: float(v) for n, v in m.items()})
+        self._host += [(k, {n: _host_value(v) for n, v in m.items()})
                        for (k, _), m in zip(self._pending, fetched)]
         self._pending.clear()
         return self._host
@@ -256,7 +283,8 @@ class StepMetrics:
     def save_pending(self) -> None:
         """Fetches and checks the queued steps and appends them to the history stream."""
         for k, m in self._fetch():
-            self._logger.stream.pending(k, m)
+            self._logger.stream.pending(k, {n: v if isinstance(v, float) else v.tolist()
+                                            for n, v in m.items()})
 
     def flush(self, step: int) -> None:
         """Fetches, checks and logs the queued metrics as those of `step`."""
@@ -265,10 +293,11 @@ class StepMetrics:
         timed = len(self._pending)  # Steps run since the clock started (not preloaded ones).
         fetched = [m for _, m in self._fetch()]
         seconds = max(time.perf_counter() - self._t, 1e-9)
-        mean = {k: float(np.mean([m[k] for m in fetched]))
+        # Means over the steps (several seeds: per seed, an array over the seeds).
+        mean = {k: _host_value(np.mean([m[k] for m in fetched], axis=0))
                 for k in ("loss", "accuracy", "grad_norm")}
-        mean.update(learning_rate=float(fetched[-1]["learning_rate"]),
-                    param_norm=float(fetched[-1]["param_norm"]),
+        mean.update(learning_rate=float(np.mean(fetched[-1]["learning_rate"])),
+                    param_norm=fetched[-1]["param_norm"],
                     images_per_second=timed * self._batch_size / seconds)
         self.last = mean
         self._host = []

@@ -33,10 +33,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxconv import data, run_files, run_history, runs
 from jaxconv.training import config as config_lib
-from jaxconv.training import preemption, profiling, resume
+from jaxconv.training import preemption, profiling, replicas, resume
 from jaxconv.training import workdir as workdir_lib
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.hooks import HookList, Hooks
@@ -100,12 +101,14 @@ def check_divergence(config: Any, num_classes: int, step: int,
 
     The guard: a test loss above ``config.divergence_factor × ln(num_classes)`` (the loss of
     a uniform guess is ``ln(num_classes)``), or not finite. ``divergence_factor = 0`` turns
-    it off (a non-finite loss is still refused).
+    it off (a non-finite loss is still refused). Several seeds: the worst seed's loss.
 
     Raises:
       DivergedError: names the step, the loss, the limit and what to do.
     """
-    loss, factor = float(result["loss"]), float(config.divergence_factor)
+    losses = [float(x) for x in result.get("loss_seeds", [result["loss"]])]
+    loss = next((x for x in losses if not math.isfinite(x)), max(losses))
+    factor = float(config.divergence_factor)
     limit = factor * math.log(max(num_classes, 2))
     if math.isfinite(loss) and (factor == 0 or loss <= limit):
         return result
@@ -126,7 +129,8 @@ def _evaluate(job: Job, dev_state: Any, step: int, logger: MetricLogger) -> dict
 
 
 def _current_step(job: Job, dev_state: Any) -> int:
-    return int(jax.device_get(job.par.host_state(dev_state).step))
+    # Several seeds: one step per replica, all equal.
+    return int(np.ravel(jax.device_get(job.par.host_state(dev_state).step))[0])
 
 
 class _Clock:
@@ -179,7 +183,7 @@ def _run_steps(job: Job, dev_state: Any, ckpt: Checkpointer, logger: MetricLogge
     first, final = step, None
     hooks.on_start(step)
     while step < job.total_steps:
-        batch = job.par.put_batch(next(job.train_it))
+        batch = job.put_train_batch(next(job.train_it))
         t0 = time.perf_counter()
         dev_state, metrics = job.train_fn(dev_state, batch)
         step += 1
@@ -246,6 +250,7 @@ def _summary(job: Job, final: dict, logger: MetricLogger) -> dict[str, Any]:
         "parallelism": c.parallelism,
         "dataset": c.dataset,
         "model": c.model,
+        **replicas.seed_summary(c, final, logger.history),  # Several seeds: each one's.
     }
 
 
@@ -255,7 +260,8 @@ def _start_logger(workdir: str, job: Job, start: int,
     c = job.config
     logger = MetricLogger(workdir, total_steps=job.total_steps, initial_step=start,
                           enabled=jax.process_index() == 0, progress_bar=c.progress_bar,
-                          stream=stream)
+                          stream=stream,
+                          seeds=replicas.seeds(c) if c.num_seeds > 1 else ())
     logger.write(f"{c.model} ({job.num_params:,} parameters) on {c.dataset}: "
                  f"steps {start}..{job.total_steps}, {job.par.device_count} device(s), "
                  f"{jax.process_count()} process(es), parallelism={c.parallelism}")

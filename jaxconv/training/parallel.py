@@ -109,12 +109,19 @@ class JitParallel:
         """The canonical (checkpointed) layout: the replicated global arrays themselves."""
         return state
 
-    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        """This process's local rows -> global arrays sharded along ``"data"``."""
-        return {
-            k: jax.make_array_from_process_local_data(self.data_sharding, v)
-            for k, v in batch.items()
-        }
+    def put_batch(self, batch: dict[str, np.ndarray], *,
+                  batch_axis: int = 0) -> dict[str, jax.Array]:
+        """This process's local rows -> global arrays sharded along ``"data"``.
+
+        Args:
+          batch: this process's rows of each array.
+          batch_axis: the axis of the rows (1 for the ``(seeds, batch, ...)`` batches of
+            several seeds, `jaxconv.training.replicas`: the seed axis is not sharded).
+        """
+        sharding = (self.data_sharding if batch_axis == 0 else
+                    NamedSharding(self.mesh, P(*[None] * batch_axis, "data")))
+        return {k: jax.make_array_from_process_local_data(sharding, v)
+                for k, v in batch.items()}
 
     def compile_train(self, fn: Callable) -> Callable:
         """``jax.jit(fn)`` donating the state; outputs replicated."""
