@@ -25,7 +25,8 @@ def test_tutorial_runs_and_writes_its_figures(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "test accuracy on digits 0-4" in result.stdout
-    assert "Predictor on the 149 test images of 5-9" in result.stdout
+    assert "Predictor on the 500 test images of 5-9" in result.stdout
+    assert "LeNet-5 by hand: last batch loss" in result.stdout
     written = {p.stem for p in tmp_path.glob("*.png")}
     assert written == FIGURES
     for name in FIGURES:
