@@ -19,7 +19,7 @@ ALLOWED = {
     "runtime": set(),
     "extras": set(),
     "cli_errors": set(),
-    "data": {"extras"},
+    "data": {"run_files", "extras"},
     "run_files": set(),
     "runs": {"run_files", "data", "models", "extras"},
     "run_history": {"run_files"},

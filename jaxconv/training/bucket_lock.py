@@ -157,10 +157,10 @@ class BucketLock:
             except exceptions.PreconditionFailed:
                 self._take_over_if_stale()
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as err:
-            raise BucketError(bucket_problem(self.bucket_name, err)) from err
+            raise BucketError(run_files.bucket_problem(self.bucket_name, err)) from err
         except Exception as err:  # noqa: BLE001 - google.auth raises its own types.
             if type(err).__module__.startswith("google.auth"):
-                raise BucketError(bucket_problem(self.bucket_name, err)) from err
+                raise BucketError(run_files.bucket_problem(self.bucket_name, err)) from err
             raise
         self._stop.clear()
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
@@ -214,16 +214,3 @@ class BucketLock:
                 logging.warning("could not delete the lock %s: %s", self.path,
                                 run_files.describe(err))
 
-
-def bucket_problem(bucket: str, err: BaseException) -> str:
-    """What is wrong with `bucket`, in one line, from a client error `err`."""
-    text = run_files.describe(err)
-    if isinstance(err, exceptions.NotFound):
-        return f"bucket gs://{bucket} does not exist (or is not visible to these credentials)"
-    if isinstance(err, exceptions.Forbidden | exceptions.Unauthorized):
-        return (f"no permission to write objects in bucket gs://{bucket} (storage.objects.create"
-                f" and storage.objects.delete are needed): {text}")
-    if type(err).__module__.startswith("google.auth"):
-        return (f"no Google Cloud credentials to reach bucket gs://{bucket} ({text}): run `gcloud "
-                f"auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
-    return f"cannot reach bucket gs://{bucket} ({text}): offline, or the bucket name is wrong?"
