@@ -5,8 +5,9 @@
   `decay_mask`, `SCHEDULES`.
 - `jaxconv.training.state`: `TrainState`, `ModelDef`, `split_model`, `create_train_state`.
 - `jaxconv.training.steps`: `train_step`, `eval_step` (pure; distortion on device).
-- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`,
-  `initialize_distributed`.
+- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`.
+- `jaxconv.training.distributed`: `initialize_distributed` (``--distributed=auto|on|off``),
+  `describe_processes`.
 - `jaxconv.training.checkpoint`: `Checkpointer` (Orbax; state + data iterator, fallback to
   an older step), `CheckpointError`.
 - `jaxconv.training.preemption`: SIGTERM / Ctrl-C -> final checkpoint -> `Preempted`.
@@ -37,12 +38,13 @@ extras.require("train", feature=__name__)
 
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.config import ConfigError, validate_config
+from jaxconv.training.distributed import describe_processes, initialize_distributed
 from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, build_step_fns, evaluate, setup
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import DivergedError, train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
-from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
+from jaxconv.training.parallel import JitParallel, PmapParallel
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE, Preempted
 from jaxconv.training.profiling import ProfileHook
 from jaxconv.training.resume import ConfigMismatchError, RunComplete
@@ -79,6 +81,7 @@ __all__ = [
     "decay_mask",
     "eval_step",
     "evaluate",
+    "describe_processes",
     "initialize_distributed",
     "make_optimizer",
     "make_schedule",

@@ -28,10 +28,10 @@ from jaxconv.data.bucket_cache import DataBucketError
 from jaxconv.training import config_file
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
+from jaxconv.training.distributed import DistributedArgumentError
 from jaxconv.training.job import DatasetCorruptError
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import DivergedError
-from jaxconv.training.parallel import DistributedArgumentError
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, Preempted
 from jaxconv.training.resume import RunComplete
 from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError
