@@ -12,7 +12,7 @@
   an older step), `CheckpointError`.
 - `jaxconv.training.preemption`: SIGTERM / Ctrl-C -> final checkpoint -> `Preempted`.
 - `jaxconv.training.workdir`: `WorkdirLock` (one trainer per workdir), `WorkdirError`,
-  `WorkdirBusyError`, `DiskFullError`.
+  `WorkdirBusyError`, `WorkdirLockLost`, `DiskFullError`.
 - `jaxconv.training.config_keys`: which config keys change what is trained, which are
   bookkeeping; `jaxconv.training.resume`: the config compared on resume,
   `ConfigMismatchError`, `RunComplete`.
@@ -50,7 +50,13 @@ from jaxconv.training.profiling import ProfileHook
 from jaxconv.training.resume import ConfigMismatchError, RunComplete
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, split_model
 from jaxconv.training.steps import eval_step, train_step
-from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError, WorkdirLock
+from jaxconv.training.workdir import (
+    DiskFullError,
+    WorkdirBusyError,
+    WorkdirError,
+    WorkdirLock,
+    WorkdirLockLost,
+)
 
 __all__ = [
     "INTERRUPTED_EXIT_CODE",
@@ -75,6 +81,7 @@ __all__ = [
     "WorkdirBusyError",
     "WorkdirError",
     "WorkdirLock",
+    "WorkdirLockLost",
     "build_job",
     "build_step_fns",
     "create_train_state",
