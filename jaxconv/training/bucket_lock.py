@@ -21,8 +21,9 @@ write or delete of the lock names the generation its writer last saw, so that it
 - If a refresh finds the object changed (another trainer took over a lock this process
   still thought it held: it had not refreshed for `STALE_S` seconds, e.g. a VM suspended
   that long), the thread logs a warning and stops refreshing; `lost` becomes True. `check`
-  (called before every checkpoint write) asks the server whether the object is still this
-  holder's generation and raises `LockLost`, naming the new holder, if it is not.
+  (called before every checkpoint write and every log step) asks the server whether the
+  object is still this holder's generation and raises `LockLost`, naming the new holder, if
+  it is not.
 - Releasing deletes the object (conditioned on its generation); a lock left behind by a
   killed trainer is stale as above.
 

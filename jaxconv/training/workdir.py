@@ -187,12 +187,13 @@ class WorkdirLock:
         Raises:
           WorkdirLockLost: names the lock, its new holder and `step`.
         """
+        if self._bucket is None:
+            return  # Every process has the same kind of workdir: none needs to ask.
         problem = None
-        if self._bucket is not None:
-            try:
-                self._bucket.check()
-            except bucket_lock.LockLost as err:
-                problem = str(err)
+        try:
+            self._bucket.check()
+        except bucket_lock.LockLost as err:
+            problem = str(err)
         if any_process(problem is not None):
             raise WorkdirLockLost(
                 f"lost the lock of --workdir {self.workdir} to another trainer "
