@@ -3,10 +3,10 @@
 Why a copy (measured with array_record 0.8.6, tensorflow-datasets 4.9.10): array_record's
 bundled C++ Cloud Storage client can read ``gs://`` files directly, but it ignores
 ``STORAGE_EMULATOR_HOST`` (it needs ``CLOUD_STORAGE_EMULATOR_ENDPOINT``), fetches one record
-per HTTP request (1,500 digits records: 1.7 s over loopback, against 1 s to copy the whole
-dataset once), and without network it retries silently for minutes. So the dataset's files are
-copied once to a local cache and read from there at local-disk speed; the user gives only the
-bucket path.
+per HTTP request (1,500 digits records: 1.7 s over loopback, against 0.02 s to copy the whole
+0.46 MB dataset once and 3 ms to verify the copy at a later start), and without network it
+retries silently for minutes. So the dataset's files are copied once to a local cache and read
+from there at local-disk speed; the user gives only the bucket path.
 
 - Where: ``$JAXCONV_DATA_CACHE/<bucket>/<path>`` (default ``$XDG_CACHE_HOME/jaxconv/datasets``,
   i.e. ``~/.cache/jaxconv/datasets``) holds ``<tfds_name>/...`` as in the bucket; that local
