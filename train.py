@@ -6,6 +6,8 @@ r"""Train and evaluate a jaxconv model; the logic lives in `jaxconv.training`.
     # Two processes on one machine (each runs this with its own --process_id):
     python train.py --config configs/default.py --workdir runs/mp \
         --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=0
+    # On a multi-host Cloud TPU slice (every host runs the same command), under SLURM or
+    # Open MPI, --distributed=auto (the default) starts the processes; on / off force it.
 
 Run the same command again to resume from the newest readable checkpoint. On SIGTERM
 (preemption notice) it writes a checkpoint of the current step and exits with status 143.
@@ -46,6 +48,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics.json
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Multi-process start: auto (when the platform runs this on several hosts), on, off.")
 flags.mark_flags_as_required(cli.REQUIRED_FLAGS)
 
 
@@ -63,7 +68,9 @@ def main(argv, hooks: training.Hooks | None = None):
     quiet_logging()
     config, workdir = _CONFIG.value, cli.check_workdir_flag(_WORKDIR.value)
     with cli.clean_errors():
-        training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        why = training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                              _PROCESS_ID.value, mode=_DISTRIBUTED.value)
+        print(f"{training.describe_processes()}; {why}", flush=True)
         try:
             params = training.train_and_evaluate(config, workdir, hooks=hooks).params
         except training.RunComplete as done:

@@ -166,18 +166,22 @@ def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     path(src).rename(path(dst))
 
 
-def upload_dir(local: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+def upload_dir(local: str | os.PathLike, dst: str | os.PathLike, *,
+               last: str | None = None) -> list[str]:
     """Copies the files under local directory `local` to `dst` (a bucket path or another
-    local directory), each file one atomic write; returns the written paths."""
+    local directory), each file one atomic write, the files named `last` after all others
+    (a reader that takes a folder without them for unfinished never sees a part); returns
+    the written paths."""
+    files = sorted((os.path.relpath(os.path.join(root, name), local)
+                    for root, _, names in os.walk(local) for name in names),
+                   key=lambda rel: (os.path.basename(rel) == last, rel))
     written = []
-    for root, _, files in os.walk(local):
-        for name in sorted(files):
-            source = os.path.join(root, name)
-            target = path(dst) / os.path.relpath(source, local)
-            if not is_url(target):
-                target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(epath.Path(source).read_bytes())
-            written.append(os.fspath(target))
+    for rel in files:
+        target = path(dst) / rel
+        if not is_url(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(epath.Path(os.path.join(local, rel)).read_bytes())
+        written.append(os.fspath(target))
     return written
 
 
@@ -185,3 +189,19 @@ def describe(err: BaseException) -> str:
     """The first line of `err`, for one-line messages."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def bucket_problem(bucket: str, err: BaseException, *, action: str = "write objects in",
+                   permissions: str = "storage.objects.create and storage.objects.delete") -> str:
+    """What is wrong with `bucket`, in one line, from a Cloud Storage client error `err`
+    (google.api_core's errors carry the HTTP status as ``code``)."""
+    text, code = describe(err), getattr(err, "code", None)
+    if code == 404:
+        return f"bucket gs://{bucket} does not exist (or is not visible to these credentials)"
+    if code in (401, 403):
+        return (f"no permission to {action} bucket gs://{bucket} ({permissions} are needed):"
+                f" {text}")
+    if type(err).__module__.startswith("google.auth"):
+        return (f"no Google Cloud credentials to reach bucket gs://{bucket} ({text}): run `gcloud "
+                f"auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+    return f"cannot reach bucket gs://{bucket} ({text}): offline, or the bucket name is wrong?"

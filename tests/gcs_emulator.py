@@ -19,6 +19,11 @@ gets HTTP 412, as from Cloud Storage; and a download answers with the object's g
 ``x-goog-generation``, as Cloud Storage does (tensorstore reads it to retry a conditional
 write of an OCDBT manifest after a 412: without it, "Malformed StorageGeneration"). The
 server is single-threaded, so a check and its write cannot interleave with another request.
+
+It also denies every request on bucket `DENIED` with HTTP 403 and Cloud Storage's wording
+("... does not have storage.objects.create access ..."), naming the permission the request
+needs, as for credentials without that permission (the emulator has no authentication, so
+missing credentials cannot be played).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ import urllib.request
 from http import HTTPStatus
 
 BUCKET = "bkt"
+DENIED = "denied"  # Every request on this bucket: HTTP 403 (module docstring).
+PERMISSIONS = {"GET": "storage.objects.get", "POST": "storage.objects.create",
+               "PUT": "storage.objects.create", "DELETE": "storage.objects.delete"}
 
 
 @dataclasses.dataclass
@@ -131,6 +139,15 @@ def _serve(port: int, bucket: str) -> None:
         def handle(request, response, storage, *args, **kwargs):
             current["request"] = request
             params = request.params or {}
+            if params.get("bucket_name") == DENIED:
+                needed = ("storage.objects.list" if method == "GET" and "object_id" not in params
+                          else PERMISSIONS.get(method, "storage.objects.get"))
+                response.status = HTTPStatus.FORBIDDEN
+                response.json({"error": {"code": 403, "message": (
+                    f"anonymous caller does not have {needed} access to the Google Cloud "
+                    f"Storage bucket. Permission '{needed}' denied on resource (or it may not "
+                    f"exist).")}})
+                return None
             try:
                 if method == "DELETE":
                     check(storage, params["bucket_name"], params["object_id"])

@@ -19,7 +19,7 @@ ALLOWED = {
     "runtime": set(),
     "extras": set(),
     "cli_errors": set(),
-    "data": {"extras"},
+    "data": {"run_files", "extras"},
     "run_files": set(),
     "runs": {"run_files", "data", "models", "extras"},
     "run_history": {"run_files"},
@@ -29,7 +29,8 @@ ALLOWED = {
                  "run_history", "run_files", "summary", "cli_errors", "extras", "runtime"},
     "predict": {"runs", "data", "transfer", "pretrained", "models", "layers", "functional",
                 "cli_errors", "extras", "runtime"},
-    "experiments": {"training", "predict", "runs", "data", "cli_errors", "extras", "runtime"},
+    "experiments": {"training", "predict", "runs", "run_files", "data", "cli_errors", "extras",
+                    "runtime"},
     "plots": {"predict", "runs", "run_files", "data", "transfer", "models", "layers",
               "functional", "cli_errors", "extras", "runtime"},
 }

@@ -189,3 +189,47 @@ def test_train_in_a_bucket_like_a_local_workdir(gcs_dir, trained_run, digits_dir
         params = runs.restore_params(gcs_dir)
     assert "using the older checkpoint" in caplog.text and "checkpoints/20" in caplog.text
     assert jax.tree.structure(params) == jax.tree.structure(runs.restore_params(trained_run))
+
+
+def test_a_trainer_whose_lock_is_taken_over_stops_before_its_next_checkpoint(gcs_dir,
+                                                                              digits_dir):
+    from configs import default
+    from jaxconv import training
+
+    lock, taker = f"{gcs_dir}/train.lock", {"pid": 4242, "host": "other-vm",
+                                             "started": "2026-12-05T10:00:00+00:00"}
+
+    class TakeOver(training.Hooks):
+        """Another trainer takes the lock over after step 13 (as after a VM suspended for
+        longer than STALE_S: one write, no precondition, that this trainer did not make)."""
+
+        def on_step(self, step):
+            if step == 13:
+                done = f"{gcs_dir}/checkpoints/10/commit_success.txt"
+                while done not in _objects(gcs_dir):  # Checkpoint 10 finishes (Orbax's thread).
+                    time.sleep(0.05)
+                run_files.write_atomic(lock, json.dumps(taker))
+                self.before = _objects(gcs_dir)
+
+    config = default.get_config()
+    config.data_dir = digits_dir
+    config.num_train_steps = 30
+    config.checkpoint_every_steps = 5
+    config.log_every_steps = 3  # Logs at 12 and 15; checkpoints at 10 and 15.
+    config.progress_bar = False
+    hook = TakeOver()
+    with pytest.raises(training.WorkdirLockLost) as err:
+        training.train_and_evaluate(config, gcs_dir, hooks=hook)
+    assert str(err.value) == (
+        f"lost the lock of --workdir {gcs_dir} to another trainer (pid 4242 on host other-vm, "
+        f"started 2026-12-05T10:00:00+00:00; lock {lock}): stopped at step 15, writing nothing "
+        f"more; let the other trainer finish, or stop it and run this command again to resume")
+    after = _objects(gcs_dir)
+    assert runs.complete_steps(f"{gcs_dir}/checkpoints") == [5, 10]
+    assert not [p for p in after if p.startswith(f"{gcs_dir}/checkpoints/15")]
+    assert json.loads(run_files.read_text(lock)) == taker  # Left to its new holder.
+    changed = sorted(p for p in set(after) | set(hook.before)
+                     if after.get(p) != hook.before.get(p))
+    # TensorBoard's writer flushes the events of step 12 it buffered into its own file.
+    assert [p.rsplit("/", 1)[1].split(".")[:3] for p in changed] in (
+        [], [["events", "out", "tfevents"]]), changed

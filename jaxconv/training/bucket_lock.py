@@ -20,7 +20,10 @@ write or delete of the lock names the generation its writer last saw, so that it
   on the stale generation: of two trainers taking it over at once, one wins.
 - If a refresh finds the object changed (another trainer took over a lock this process
   still thought it held: it had not refreshed for `STALE_S` seconds, e.g. a VM suspended
-  that long), the thread logs an error and stops refreshing; `lost` becomes True.
+  that long), the thread logs a warning and stops refreshing; `lost` becomes True. `check`
+  (called before every checkpoint write and every log step) asks the server whether the
+  object is still this holder's generation and raises `LockLost`, naming the new holder, if
+  it is not.
 - Releasing deletes the object (conditioned on its generation); a lock left behind by a
   killed trainer is stale as above.
 
@@ -52,6 +55,10 @@ TIMEOUT_S = 15.0  # Deadline of each request, retries included (offline: fail fa
 
 class LockBusy(Exception):
     """The lock is held by a live trainer; the message is its holder's line."""
+
+
+class LockLost(Exception):
+    """Another trainer took over the lock; the message names the new holder."""
 
 
 class BucketError(OSError):
@@ -99,6 +106,7 @@ class BucketLock:
         self.generation: int | None = None
         self.record: dict[str, Any] = {}
         self.lost = False
+        self._mutex = threading.Lock()  # A refresh and a `check` do not interleave.
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -157,10 +165,10 @@ class BucketLock:
             except exceptions.PreconditionFailed:
                 self._take_over_if_stale()
         except (exceptions.GoogleAPICallError, exceptions.RetryError, OSError) as err:
-            raise BucketError(bucket_problem(self.bucket_name, err)) from err
+            raise BucketError(run_files.bucket_problem(self.bucket_name, err)) from err
         except Exception as err:  # noqa: BLE001 - google.auth raises its own types.
             if type(err).__module__.startswith("google.auth"):
-                raise BucketError(bucket_problem(self.bucket_name, err)) from err
+                raise BucketError(run_files.bucket_problem(self.bucket_name, err)) from err
             raise
         self._stop.clear()
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
@@ -188,16 +196,38 @@ class BucketLock:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_s):
             try:
-                self._write(if_generation_match=self.generation)
+                with self._mutex:
+                    self._write(if_generation_match=self.generation)
             except exceptions.PreconditionFailed:
                 self.lost = True
-                logging.error("lost the lock %s: another trainer took it over (this one did "
-                              "not refresh it for %.0f s); stop this run", self.path,
-                              self.stale_s)
+                logging.warning("lost the lock %s: another trainer took it over (this one did "
+                                "not refresh it for %.0f s); stopping before the next "
+                                "checkpoint", self.path, self.stale_s)
                 return
             except Exception as err:  # noqa: BLE001 - keep refreshing through a glitch.
                 logging.warning("could not refresh the lock %s: %s", self.path,
                                 run_files.describe(err))
+
+    def check(self) -> None:
+        """Raises `LockLost` if the lock is no longer this holder's: the refresh thread saw it
+        taken over, or the object on the server has another generation now (one metadata
+        request; a request that fails proves nothing and is only logged).
+
+        Raises:
+          LockLost: another trainer holds it (the message is its holder's line).
+        """
+        if not self.lost:
+            try:
+                with self._mutex:
+                    blob = self._blob().bucket.get_blob(self.name, retry=self._retry,
+                                                        timeout=TIMEOUT_S)
+                    self.lost = blob is None or blob.generation != self.generation
+            except Exception as err:  # noqa: BLE001 - a glitch: the refresh thread still watches.
+                logging.warning("could not check the lock %s: %s", self.path,
+                                run_files.describe(err))
+        if self.lost:
+            found = self._read()
+            raise LockLost(describe_holder(found[0]) if found else "its object was deleted")
 
     def release(self) -> None:
         """Stops refreshing and deletes the lock object (if it is still ours)."""
@@ -214,16 +244,3 @@ class BucketLock:
                 logging.warning("could not delete the lock %s: %s", self.path,
                                 run_files.describe(err))
 
-
-def bucket_problem(bucket: str, err: BaseException) -> str:
-    """What is wrong with `bucket`, in one line, from a client error `err`."""
-    text = run_files.describe(err)
-    if isinstance(err, exceptions.NotFound):
-        return f"bucket gs://{bucket} does not exist (or is not visible to these credentials)"
-    if isinstance(err, exceptions.Forbidden | exceptions.Unauthorized):
-        return (f"no permission to write objects in bucket gs://{bucket} (storage.objects.create"
-                f" and storage.objects.delete are needed): {text}")
-    if type(err).__module__.startswith("google.auth"):
-        return (f"no Google Cloud credentials to reach bucket gs://{bucket} ({text}): run `gcloud "
-                f"auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
-    return f"cannot reach bucket gs://{bucket} ({text}): offline, or the bucket name is wrong?"

@@ -27,6 +27,7 @@ multi-process run all processes agree on whether a step could be read before fal
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -80,10 +81,14 @@ class Checkpointer:
       directory: where checkpoints go (created if missing); a local path (made absolute) or
         a ``gs://`` path.
       max_to_keep: how many recent checkpoints to keep.
+      guard: called with the step before each save; it raises to stop the save (the
+        workdir lock's `check`: a run whose bucket lock was taken over writes nothing more).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int):
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int,
+                 guard: Callable[[int], None] | None = None):
         self.directory = os.fspath(run_files.path(directory))
+        self._guard = guard
         self._remove_unfinished()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True
@@ -119,7 +124,12 @@ class Checkpointer:
           step: the step number (the number of optimizer steps `state` has taken).
           state: the `TrainState` pytree.
           iterator: the grain train iterator (positioned after the last batch used).
+
+        Raises:
+          Exception: whatever the `guard` raises; nothing is written then.
         """
+        if self._guard is not None:
+            self._guard(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(

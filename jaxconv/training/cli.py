@@ -24,16 +24,23 @@ from typing import Any
 from absl import flags
 
 from jaxconv.cli_errors import fail
+from jaxconv.data.bucket_cache import DataBucketError
 from jaxconv.training import config_file
 from jaxconv.training.checkpoint import CheckpointError
 from jaxconv.training.config import ConfigError
+from jaxconv.training.distributed import DistributedArgumentError
 from jaxconv.training.job import DatasetCorruptError
 from jaxconv.training.logs import NonFiniteLossError
 from jaxconv.training.loop import DivergedError
-from jaxconv.training.parallel import DistributedArgumentError
 from jaxconv.training.preemption import INTERRUPTED_EXIT_CODE, Preempted
 from jaxconv.training.resume import RunComplete
-from jaxconv.training.workdir import DiskFullError, WorkdirBusyError, WorkdirError
+from jaxconv.training.workdir import (
+    LOCK_LOST_EXIT_CODE,
+    DiskFullError,
+    WorkdirBusyError,
+    WorkdirError,
+    WorkdirLockLost,
+)
 
 CONFIG_FLAG = "config"
 REQUIRED_FLAGS = [CONFIG_FLAG, "workdir"]  # train.py marks these required.
@@ -178,9 +185,11 @@ def clean_errors() -> Iterator[None]:
 
     Exit status 0 for a run that is already complete (``RunComplete``: its line on stdout,
     nothing written); 2 for a bad config (or one that does not match the workdir's run) or an
-    unusable workdir; 1 for a dataset that is not prepared, a non-finite loss, an unusable
-    checkpoint, a workdir in use by another trainer or a full disk; 143 after SIGTERM and 130
-    after SIGINT (Ctrl-C), once the checkpoint of the step reached is written (``stopped:
+    unusable workdir; 1 for a dataset that is not prepared (or a ``gs://`` data_dir whose
+    bucket cannot be read), a non-finite loss, an unusable checkpoint, a workdir in use by
+    another trainer or a full disk; 3 when another trainer took over the run's bucket lock
+    (`WorkdirLockLost`: nothing more written); 143 after SIGTERM and 130 after SIGINT
+    (Ctrl-C), once the checkpoint of the step reached is written (``stopped:
     ...`` on stderr); 130 for a Ctrl-C outside the training steps.
     """
     try:
@@ -194,11 +203,13 @@ def clean_errors() -> Iterator[None]:
         print(f"error: {err}", file=sys.stderr, flush=True)
         # At once: TensorBoard's writer would retry its failed flush at exit, with tracebacks.
         os._exit(1)
-    except (WorkdirBusyError, FileNotFoundError, NonFiniteLossError, DivergedError,
-            CheckpointError, DatasetCorruptError) as err:
+    except (WorkdirBusyError, FileNotFoundError, DataBucketError, NonFiniteLossError,
+            DivergedError, CheckpointError, DatasetCorruptError) as err:
         fail(str(err), code=1)
     except ImportError as err:  # An optional extra missing (its message names the extra).
         fail(str(err).strip().splitlines()[0], code=1)
+    except WorkdirLockLost as err:
+        fail(str(err), code=LOCK_LOST_EXIT_CODE)
     except WorkdirError as err:
         fail(str(err))
     except Preempted as err:

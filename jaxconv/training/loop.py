@@ -296,6 +296,7 @@ def train_and_evaluate(
       RunComplete: the workdir holds this run, finished: nothing was run or written.
       WorkdirError: the workdir cannot be used (under a file, read-only, no permission, a
         malformed ``run.json``); `WorkdirBusyError`: another trainer holds its lock;
+        `WorkdirLockLost`: another trainer took over its bucket lock (nothing more written);
         `DiskFullError`: no space left (the message lists the intact checkpoint steps).
       FileNotFoundError: the dataset is not prepared in ``config.data_dir``.
       NonFiniteLossError: the training loss became NaN or infinite.
@@ -311,9 +312,9 @@ def train_and_evaluate(
         try:
             plan = resume.check_workdir(config, workdir)
             return _train_and_evaluate(config, workdir, plan, t_start, devices=devices,
-                                       wrap_steps=wrap_steps, hooks=hooks)
-        except resume.RunComplete:
-            raise
+                                       wrap_steps=wrap_steps, hooks=hooks, lock=lock)
+        except (resume.RunComplete, workdir_lib.WorkdirLockLost):
+            raise  # Nothing to clean: complete, or another trainer's workdir now.
         except BaseException as err:
             # Failed before its first checkpoint: leave the workdir as it was.
             workdir_lib.remove_new_entries(workdir, before, lock)
@@ -326,10 +327,10 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: float, *,
-                        devices, wrap_steps, hooks) -> TrainState:
+                        devices, wrap_steps, hooks, lock) -> TrainState:
     """`train_and_evaluate` on a locked, checked workdir (`resume.check_workdir`)."""
     ckpt = Checkpointer(os.path.join(workdir, runs.CHECKPOINTS_DIR),
-                        max_to_keep=config.keep_checkpoints)
+                        max_to_keep=config.keep_checkpoints, guard=lock.check)
     logger = job = None
     try:
         resuming = ckpt.latest_step() is not None
@@ -343,7 +344,8 @@ def _train_and_evaluate(config, workdir: str, plan: resume.Resume, t_start: floa
         stream = run_history.HistoryWriter(workdir, enabled=jax.process_index() == 0)
         stream.start(start)
         logger = _start_logger(workdir, job, start, stream)
-        all_hooks = HookList([profiling.profile_hook(config, workdir), hooks])
+        all_hooks = HookList([lock.guard(config.log_every_steps),
+                              profiling.profile_hook(config, workdir), hooks])
         clock = _Clock(t_start, start)
         dev_state, final = _train(job, dev_state, ckpt, logger, all_hooks, clock)
         if final is None:  # Resumed at the last step (stopped before the evaluation).

@@ -10,13 +10,12 @@
 Both give each process the same interface: `put_state` / `host_state` move the state between
 the canonical (checkpointed) layout and the device layout, `put_batch` turns this process's
 local uint8 batch into the step's input, `compile_train` / `compile_eval` jit once (donating
-the state), `to_host` fetches metrics. Multi-host: call `initialize_distributed` first; each
-process feeds only its own shard of every global batch.
+the state), `to_host` fetches metrics. Multi-host: start JAX's processes first
+(`jaxconv.training.distributed`); each process feeds only its own shard of every global batch.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,51 +25,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 PMAP_AXIS = "batch"
-
-
-class DistributedArgumentError(ValueError):
-    """Inconsistent --coordinator_address / --num_processes / --process_id."""
-
-
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-) -> bool:
-    """Starts multi-process JAX when asked to (call before anything else uses jax).
-
-    With all three arguments, calls ``jax.distributed.initialize`` with them (e.g. two
-    processes on one machine: ``"127.0.0.1:12345"``, 2, and 0 or 1; CPU collectives use
-    gloo). With none, initializes with auto-detection on a multi-host Cloud TPU slice (where
-    ``TPU_WORKER_HOSTNAMES`` lists several hosts) and otherwise does nothing (one process).
-
-    Returns:
-      Whether ``jax.distributed.initialize`` was called.
-
-    Raises:
-      DistributedArgumentError: only some of the three arguments were given, or they are
-        inconsistent.
-    """
-    given = [coordinator_address, num_processes, process_id]
-    if all(v is None for v in given):
-        if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-            jax.distributed.initialize()
-            return True
-        return False
-    if any(v is None for v in given):
-        raise DistributedArgumentError(
-            "Give all of --coordinator_address, --num_processes and --process_id, or none "
-            f"(got {coordinator_address!r}, {num_processes!r}, {process_id!r})."
-        )
-    if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise DistributedArgumentError(
-            f"Need 0 <= process_id < num_processes, got {process_id} and {num_processes}."
-        )
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address, num_processes=num_processes,
-        process_id=process_id,
-    )
-    return True
 
 
 def _host(x: Any) -> np.ndarray:

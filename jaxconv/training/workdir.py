@@ -41,6 +41,7 @@ import jax
 
 from jaxconv import run_files, runs
 from jaxconv.training import bucket_lock
+from jaxconv.training.hooks import Hooks
 from jaxconv.training.preemption import any_process
 
 LOCK_FILE = "train.lock"
@@ -53,6 +54,13 @@ class WorkdirError(RuntimeError):
 
 class WorkdirBusyError(WorkdirError):
     """Another trainer holds the workdir's lock; the message names it."""
+
+
+class WorkdirLockLost(WorkdirError):
+    """Another trainer took over this run's bucket lock; the trainer stops without writing."""
+
+
+LOCK_LOST_EXIT_CODE = 3  # train.py's status after `WorkdirLockLost` (docs/reliability.md).
 
 
 class DiskFullError(WorkdirError):
@@ -170,6 +178,34 @@ class WorkdirLock:
         self._fd = fd
         return self
 
+    def check(self, step: int) -> None:
+        """Called before each checkpoint write and each log (`guard`), in every process:
+        raises `WorkdirLockLost` if any process's bucket lock was taken over by another
+        trainer (`BucketLock.check`; a local ``flock`` cannot be lost). The processes agree,
+        so that all stop together.
+
+        Raises:
+          WorkdirLockLost: names the lock, its new holder and `step`.
+        """
+        if self._bucket is None:
+            return  # Every process has the same kind of workdir: none needs to ask.
+        problem = None
+        try:
+            self._bucket.check()
+        except bucket_lock.LockLost as err:
+            problem = str(err)
+        if any_process(problem is not None):
+            raise WorkdirLockLost(
+                f"lost the lock of --workdir {self.workdir} to another trainer "
+                f"({problem or 'in another process of this run'}; lock {self.path}): stopped "
+                f"at step {step}, writing nothing more; let the other trainer finish, or stop "
+                f"it and run this command again to resume")
+
+    def guard(self, every: int) -> Hooks:
+        """A hook that runs `check` after every `every`-th step, before that step's logs and
+        checkpoint are written (the checkpointer runs it before every save as well)."""
+        return _LockGuard(self, every)
+
     def release(self) -> None:
         """Releases the lock (closing the file releases it; a bucket's object is deleted)."""
         if self._bucket is not None:
@@ -183,6 +219,17 @@ class WorkdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class _LockGuard(Hooks):
+    """`WorkdirLock.guard`'s hook."""
+
+    def __init__(self, lock: WorkdirLock, every: int):
+        self._lock, self._every = lock, every
+
+    def on_step(self, step: int) -> None:
+        if step % self._every == 0:
+            self._lock.check(step)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,87 @@
+"""What else reads and writes runs in a bucket, against a Cloud Storage API on 127.0.0.1: an
+experiment with a ``gs://`` workdir (its fine-tuning variant starts from a run in the bucket:
+``init.checkpoint=gs://...``), a bucket without permission (one ``error:`` line naming the
+bucket and the permission, for a workdir and for a data_dir), and the exit status of a
+trainer that lost its bucket lock."""
+
+import json
+import os
+import subprocess
+import sys
+
+import gcs_emulator
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from test_experiments import _digits_experiment
+
+from jaxconv import data, run_files, runs
+from jaxconv.training import cli, workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_experiment_in_a_bucket_fine_tunes_from_a_bucket_run(gcs_dir, digits_dir):
+    from jaxconv import experiments, training
+
+    exp = _digits_experiment(digits_dir)
+    results = experiments.run_experiment(exp, gcs_dir, quick=True, log=lambda line: None)
+    assert [(r["variant"], r["steps"]) for r in results] == [
+        ("max", 4), ("avg", 4), ("max-bright", 4), ("finetune", 4)]
+    source = f"{gcs_dir}/max/seed0"
+    ft = json.loads(run_files.read_text(f"{gcs_dir}/finetune/seed0/run.json"))
+    assert ft["config"]["init"]["checkpoint"] == source
+    experiments.write(exp, results, gcs_dir, quick=True)
+    assert run_files.read_text(f"{gcs_dir}/report.md").count("| max-bright |") == 1
+    assert len(json.loads(run_files.read_text(f"{gcs_dir}/results.json"))["runs"]) == 4
+    assert run_files.path(f"{gcs_dir}/figures/test_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+    # init.checkpoint=gs://...: the job starts from the bucket run's parameters.
+    config = ml_collections.ConfigDict(runs.read_run_info(source).config)
+    config.init.checkpoint = source
+    job = training.build_job(config)
+    assert job.init_report is not None
+    expected = jax.tree_util.tree_leaves(runs.restore_params(source))
+    got = jax.tree_util.tree_leaves(job.state.params)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def _train(gcs, *flags):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **gcs.env)
+    proc = subprocess.run([sys.executable, "train.py", "--config", "configs/default.py",
+                           *flags], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+    return proc.returncode, [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+
+
+def test_no_permission_names_the_bucket_and_the_permission(gcs, tmp_path, digits_dir):
+    denied = gcs_emulator.DENIED
+    rc, errors = _train(gcs, "--workdir", f"gs://{denied}/run")
+    assert rc == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(
+        f"error: cannot use --workdir gs://{denied}/run: no permission to write objects in "
+        f"bucket gs://{denied} (storage.objects.create and storage.objects.delete are "
+        f"needed): 403 POST ")
+    assert "Permission 'storage.objects.create' denied" in errors[0]
+
+    data.ensure_prepared("digits", digits_dir)
+    rc, errors = _train(gcs, "--workdir", str(tmp_path / "run"),
+                        f"--config.data_dir=gs://{denied}/tfds")
+    assert rc == 1 and len(errors) == 1, errors
+    assert errors[0].startswith(
+        f"error: no permission to read objects in bucket gs://{denied} (storage.objects.list "
+        f"and get are needed): 403 GET ")
+    assert "Permission 'storage.objects.list' denied" in errors[0]
+    assert not (tmp_path / "run").exists()  # Stopped before it took the workdir.
+
+
+def test_lost_lock_exits_with_its_own_status(capsys):
+    with pytest.raises(SystemExit) as stop, cli.clean_errors():
+        raise workdir.WorkdirLockLost("lost the lock of --workdir gs://b/r to another trainer")
+    assert stop.value.code == workdir.LOCK_LOST_EXIT_CODE == 3
+    assert capsys.readouterr().err == (
+        "error: lost the lock of --workdir gs://b/r to another trainer\n")
