@@ -70,7 +70,8 @@ def main(argv, hooks: training.Hooks | None = None):
     with cli.clean_errors():
         why = training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                               _PROCESS_ID.value, mode=_DISTRIBUTED.value)
-        print(f"{training.describe_processes()}; {why}", flush=True)
+        if jax.process_count() > 1 or _DISTRIBUTED.value != "auto":  # Else the trainer's
+            print(f"{training.describe_processes()}; {why}", flush=True)  # line says it all.
         try:
             params = training.train_and_evaluate(config, workdir, hooks=hooks).params
         except training.RunComplete as done:
