@@ -72,11 +72,10 @@ def test_tpu_chip_count_reads_the_pci_tree(tmp_path):
     assert distributed.tpu_chip_count(str(tmp_path / "none")) == 0
 
 
-def test_auto_decides_one_process_here_in_milliseconds():
-    start = time.perf_counter()
-    decision = distributed.detect(os.environ, distributed.tpu_chip_count(),
-                                  distributed.read_metadata)
-    assert time.perf_counter() - start < 0.5
+def test_auto_decides_one_process_here_without_asking_the_network():
+    # No TPU chips on this machine: the environment alone decides (no metadata probe).
+    assert distributed.tpu_chip_count() == 0
+    decision = distributed.detect(os.environ, distributed.tpu_chip_count(), _no_metadata)
     assert not decision.initialize
 
 
