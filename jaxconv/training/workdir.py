@@ -134,6 +134,7 @@ class WorkdirLock:
         self._fd: int | None = None
         self._bucket = (bucket_lock.BucketLock(self.path, stale_s=stale_s)
                         if run_files.is_url(workdir) else None)
+        self._checked_step: int | None = None  # A step's log and checkpoint ask once.
 
     def acquire(self) -> WorkdirLock:
         """Takes the lock, then writes this process's line into the file.
@@ -187,9 +188,9 @@ class WorkdirLock:
         Raises:
           WorkdirLockLost: names the lock, its new holder and `step`.
         """
-        if self._bucket is None:
-            return  # Every process has the same kind of workdir: none needs to ask.
-        problem = None
+        if self._bucket is None or step == self._checked_step:
+            return  # Local (every process alike), or this step was asked about already.
+        self._checked_step, problem = step, None
         try:
             self._bucket.check()
         except bucket_lock.LockLost as err:
