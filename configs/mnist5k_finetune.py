@@ -29,10 +29,8 @@ FROZEN = 2  # Conv stages kept as pretrained (0, 1 or 2).
 def get_config() -> ml_collections.ConfigDict:
     """The lecture's "transfer2-10" row: base StageNet, mnist5k_100, digits 5-9, 300 steps."""
     c = lecture.base_config()
-    c.dataset = "mnist5k_100"
-    c.classes = lecture.HIGH
-    c.num_train_steps = lecture.TRANSFER_STEPS
-    c.checkpoint_every_steps = lecture.TRANSFER_STEPS
+    # dataset "mnist5k_100", classes 5-9, 300 steps (checkpointed at the end).
+    c.update(lecture.digits_5_9("mnist5k_100", lecture.TRANSFER_STEPS))
     c.init.checkpoint = "runs/mnist5k_pretrain"
     c.init.exclude = ("output/*",)
     c.freeze.first_layers = FROZEN

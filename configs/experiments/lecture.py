@@ -163,19 +163,28 @@ def _momentum():
     return variants, claims
 
 
+# Transfer: pretraining on digits 0-4, and what a fine-tuning run from it overrides.
+PRETRAIN = Variant("pretrain04", {"classes": LOW},
+                   description="digits 0-4 of the 4,000-image split")
+FROM_PRETRAINED = {"init.checkpoint": RunOf("pretrain04"), "init.exclude": ("output/*",)}
+
+
+def digits_5_9(dataset: str, steps: int) -> dict:
+    """The overrides of a run on digits 5-9 of `dataset` (a subset name) for `steps` steps."""
+    return {"dataset": dataset, "classes": HIGH, "num_train_steps": steps,
+            "checkpoint_every_steps": steps}
+
+
 def _transfer():
-    variants = [Variant("pretrain04", {"classes": LOW}, description="digits 0-4, 4,000 images")]
-    claims = []
+    variants, claims = [PRETRAIN], []
     for per_class, dataset in TRANSFER_SIZES.items():
-        common = {"dataset": dataset, "classes": HIGH, "num_train_steps": TRANSFER_STEPS,
-                  "checkpoint_every_steps": TRANSFER_STEPS}
+        common = digits_5_9(dataset, TRANSFER_STEPS)
         scratch = f"scratch-{per_class}"
         variants.append(Variant(scratch, common,
                                 description=f"digits 5-9, {per_class}/class, from scratch"))
         for frozen in (0, 1, 2):
             name = f"transfer{frozen}-{per_class}"
-            variants.append(Variant(name, {**common, "init.checkpoint": RunOf("pretrain04"),
-                                           "init.exclude": ("output/*",),
+            variants.append(Variant(name, {**common, **FROM_PRETRAINED,
                                            "freeze.first_layers": frozen},
                                     description=f"digits 5-9, {per_class}/class, pretrained "
                                                 f"stages, {frozen} frozen"))

@@ -16,34 +16,29 @@ inconclusive (docs/claims.md says so); the verdict rule is the same for all.
 """
 
 from configs.experiments import lecture
-from jaxconv.experiments import Claim, Experiment, RunOf, Variant
+from jaxconv.experiments import Claim, Experiment, Variant
 
 BUDGETS = (300, 60, 20)
 
 
 def get_experiment() -> Experiment:
-    variants = [Variant("pretrain04", {"classes": lecture.LOW},
-                        description="digits 0-4, 4,000-image split")]
-    claims = []
+    variants, claims = [lecture.PRETRAIN], []
     for steps in BUDGETS:
-        common = {"dataset": "mnist5k_100", "classes": lecture.HIGH, "num_train_steps": steps,
-                  "checkpoint_every_steps": steps}
+        common = lecture.digits_5_9("mnist5k_100", steps)
         scratch, transfer = f"scratch-10-{steps}", f"transfer2-10-{steps}"
         variants += [
             Variant(scratch, common, description=f"digits 5-9, 10/class, {steps} steps, "
                                                  "from scratch"),
-            Variant(transfer, {**common, "init.checkpoint": RunOf("pretrain04"),
-                               "init.exclude": ("output/*",), "freeze.first_layers": 2},
+            Variant(transfer, {**common, **lecture.FROM_PRETRAINED, "freeze.first_layers": 2},
                     description=f"digits 5-9, 10/class, {steps} steps, pretrained stages "
                                 "frozen, new head"),
         ]
         claims.append(Claim(f"transfer, 10/class, {steps} steps",
                             "pretrained frozen stages and a new head beat training from "
                             "scratch with the same budget", better=transfer, worse=scratch))
-    variants.append(Variant("slow-stages-10-300", {
-        "dataset": "mnist5k_100", "classes": lecture.HIGH, "num_train_steps": 300,
-        "checkpoint_every_steps": 300, "init.checkpoint": RunOf("pretrain04"),
-        "init.exclude": ("output/*",), "freeze.lower_lr_scale": 0.1},
+    variants.append(Variant(
+        "slow-stages-10-300", {**lecture.digits_5_9("mnist5k_100", 300),
+                               **lecture.FROM_PRETRAINED, "freeze.lower_lr_scale": 0.1},
         description="digits 5-9, 10/class, 300 steps, pretrained stages trained at 0.1x"))
     claims.append(Claim("slow pretrained stages, 10/class, 300 steps",
                         "pretrained stages trained at a tenth of the rate beat training from "
