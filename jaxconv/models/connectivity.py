@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv.functional.args import check_positive_int
 from jaxconv.layers import Activation, Conv, Dense, Flatten, LocallyConnected
 from jaxconv.models.base import Classifier, check_dtypes
 
@@ -53,8 +54,7 @@ class ConnectivityNet(Classifier):
         if connectivity not in CONNECTIVITIES:
             raise ValueError(f"unknown connectivity {connectivity!r}; valid: "
                              f"{list(CONNECTIVITIES)}")
-        if not isinstance(features, int) or isinstance(features, bool) or features < 1:
-            raise ValueError(f"features must be a positive int, got {features!r}")
+        features = check_positive_int(features, "features")
         h, w, c = input_shape
         p = check_dtypes(dtype, param_dtype)
         width = h * w * features
