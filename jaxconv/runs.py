@@ -40,6 +40,7 @@ from jaxconv.models import create_model
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+SEEDS_SUFFIX = "_seeds"  # History key of per-seed values (num_seeds > 1): "test_loss_seeds".
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"  # The checkpoint item holding the train state (params, ...).
 

@@ -34,9 +34,7 @@ from jaxconv import data, run_files, runs
 from jaxconv.layers import Activation, Dropout
 from jaxconv.plots import figures
 from jaxconv.predict import predictor as predictor_lib
-from jaxconv.runs import METRICS_FILE, RunInfo
-
-SEEDS = "_seeds"  # History keys of per-seed values (jaxconv.training.logs): "test_loss_seeds".
+from jaxconv.runs import METRICS_FILE, SEEDS_SUFFIX, RunInfo
 
 PLOTS_DIR = "plots"
 MAX_CONFUSION_EXAMPLES = 10_000  # Enough for every class of ImageNet to show up ~10 times.
@@ -137,8 +135,8 @@ def _history(workdir: str, seed_index: int = 0) -> list[dict[str, Any]]:
         return []
     except (ValueError, AttributeError) as err:
         raise ValueError(f"{path} is not a valid metrics file ({err})") from err
-    return [{**r, **{k.removesuffix(SEEDS): v[seed_index] for k, v in r.items()
-                     if k.endswith(SEEDS) and isinstance(v, list)}} for r in history]
+    return [{**r, **{k.removesuffix(SEEDS_SUFFIX): v[seed_index] for k, v in r.items()
+                     if k.endswith(SEEDS_SUFFIX) and isinstance(v, list)}} for r in history]
 
 
 def _skip(what: str, why: str) -> None:

@@ -30,9 +30,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxconv.runs import SEEDS_SUFFIX
+
 # The per-seed figures of metrics.json's "seeds" records (named as the top-level means).
 SEED_FIGURES = ("test_loss", "test_accuracy", "train_loss", "train_accuracy")
-SEEDS_SUFFIX = "_seeds"  # History key of a metric's per-seed values: "test_accuracy_seeds".
 
 
 def seeds(config: Any) -> tuple[int, ...]:
