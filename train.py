@@ -22,7 +22,7 @@ import sys
 signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
 from jaxconv import runtime  # noqa: E402
-from jaxconv.cli_errors import fail, quiet_logging  # noqa: E402
+from jaxconv.cli_errors import fail, interrupted, quiet_logging, remember_interrupts  # noqa: E402
 
 quiet_logging()  # From here on: warnings as one `warning: ...` line, the cache's included.
 # grain's worker processes (config.worker_count) leave a few prefetched batches in shared
@@ -62,7 +62,7 @@ def main(argv, hooks: training.Hooks | None = None):
       hooks: passed to `train_and_evaluate` (for drivers that wrap this entry point, such
         as tests/reliability/fault_driver.py).
     """
-    signal.signal(signal.SIGINT, _interrupt)  # KeyboardInterrupt from here on.
+    remember_interrupts()  # KeyboardInterrupt from here on.
     if len(argv) > 1:
         fail(f"unexpected arguments: {argv[1:]}")
     quiet_logging()
@@ -81,19 +81,9 @@ def main(argv, hooks: training.Hooks | None = None):
             params = None
         if config.write_plots and jax.process_index() == 0:  # Local copies: no collective.
             _draw_plots(workdir, params)
-        if _INTERRUPTS:  # A Ctrl-C was swallowed on the way: report it.
+        if interrupted():  # A Ctrl-C was swallowed on the way: report it.
             raise KeyboardInterrupt
 
-
-_INTERRUPTS = []
-
-
-def _interrupt(signum, frame):
-    """SIGINT outside the training steps: KeyboardInterrupt, remembered, so that one landing
-    in a finalizer (where Python prints "Exception ignored" and goes on) still ends the run
-    with status 130 instead of 0."""
-    _INTERRUPTS.append(signum)
-    raise KeyboardInterrupt
 
 
 def _draw_plots(workdir: str, params) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -54,14 +55,38 @@ def _not_reraised(record: logging.LogRecord) -> bool:
     return not (record.exc_info and "orbax" in record.pathname.split(os.sep))
 
 
+_INTERRUPTS: list[int] = []
+
+
+def remember_interrupts() -> None:
+    """Makes SIGINT raise KeyboardInterrupt *and* remember it (`interrupted`), so that one
+    landing in a finalizer or a garbage-collector callback (where Python reports it as
+    "Exception ignored" and goes on) still ends the command with status 130, and the
+    report's traceback stays off the terminal (`quiet_logging`)."""
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def interrupted() -> bool:
+    """Whether a SIGINT arrived since `remember_interrupts`."""
+    return bool(_INTERRUPTS)
+
+
+def _interrupt(signum, frame) -> None:
+    _INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
+
+
 def _quiet_unraisable(unraisable) -> None:
-    """``sys.unraisablehook`` without Orbax's cleanup after a failed read: the coroutines and
+    """``sys.unraisablehook`` without Orbax's cleanup after a failed read (the coroutines and
     asyncio callbacks it leaves are collected later and would print tracebacks, though the
-    read's error already reached its caller (pyproject.toml's test filters name the same)."""
+    read's error already reached its caller; pyproject.toml's test filters name the same),
+    and without a remembered Ctrl-C's KeyboardInterrupt (`remember_interrupts`: the command
+    reports it when it ends)."""
     leftover = "_read_array_index_and_device_put" in repr(unraisable.object) or (
         isinstance(unraisable.exc_value, RuntimeError)
         and str(unraisable.exc_value) == "Event loop is closed")
-    if not leftover:
+    remembered = isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTS
+    if not (leftover or remembered):
         sys.__unraisablehook__(unraisable)
 
 
