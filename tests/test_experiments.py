@@ -3,6 +3,7 @@ experiment format, the report, and the runner end to end on digits (train, evalu
 The command line's ``--quick`` run is in test_experiments_lecture.py."""
 
 import ast
+import dataclasses
 import json
 import math
 import pathlib
@@ -247,6 +248,13 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     lines.clear()
     again = experiments.run_experiment(exp, str(tmp_path), quick=True, log=lines.append)
     assert again == results and all(line.endswith("(done before)") for line in lines)
+    # A changed base config: its stored results are refused, naming the key that changed.
+    changed = dataclasses.replace(exp, base=experiments.apply_overrides(
+        exp.base, {"optimizer.learning_rate": exp.base.optimizer.learning_rate * 2}))
+    with pytest.raises(experiments.ExperimentError,
+                       match=r"max/seed0 holds a result of a run trained with another config "
+                             r"\(optimizer.learning_rate 0.05 → 0.1\)"):
+        experiments.run_experiment(changed, str(tmp_path), quick=True, log=lines.append)
     # The full settings on the quick workdir: refused, naming the run.
     with pytest.raises(experiments.ExperimentError, match="seed0 holds a run with other"):
         experiments.run_experiment(exp, str(tmp_path), quick=False, log=lines.append)

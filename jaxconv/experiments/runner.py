@@ -32,6 +32,7 @@ from jaxconv.data import readers, sources
 from jaxconv.experiments import features
 from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides, quick_subset
 from jaxconv.predict import Predictor
+from jaxconv.training import config_keys
 
 RESULT_FILE = "result.json"
 MAX_TRAIN_EVAL = 10_000  # Training images evaluated for the train accuracy (the first ones).
@@ -123,6 +124,21 @@ def _drop(workdir: str, variant: Variant, seed: int, test_accuracy: float) -> fl
     return parent["test_accuracy"] - test_accuracy
 
 
+def _check_trained_with(config, train_dir: epath.Path, directory: epath.Path) -> None:
+    """Refuses to reuse a result whose run was trained with another config than `config`
+    (the experiment's base config changed since): a trained or length key differs."""
+    if not run_files.exists(str(train_dir / runs.RUN_FILE)):
+        return  # Recorded before run.json existed, or not a training run: settings decide.
+    changes = config_keys.compare(runs.read_run_info(str(train_dir)).config, config)
+    if changes.trained or changes.length:
+        differences = ", ".join(filter(None, (changes.describe("trained"),
+                                              changes.describe("length"))))
+        raise ExperimentError(
+            f"{directory} holds a result of a run trained with another config "
+            f"({differences}): the experiment's base config changed since; use another "
+            f"--workdir, or delete that folder to rerun it")
+
+
 def _train(config, directory: epath.Path) -> dict:
     """Trains (or resumes) into `directory`; returns its ``metrics.json``."""
     try:
@@ -157,16 +173,17 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
     directory = run_dir(workdir, variant.name, seed)
     settings = _settings(experiment, variant, seed, quick)
     result_path = directory / RESULT_FILE
+    source = variant.eval_of or variant.name
+    train_dir = run_dir(workdir, source, seed)
+    config = training_config(experiment, experiment.variant(source), seed, quick, workdir)
     if result_path.exists():
         result = json.loads(result_path.read_text())
         if result.get("settings") != settings:
             raise ExperimentError(
                 f"{directory} holds a run with other settings ({result.get('settings')} vs "
                 f"{settings}): use another --workdir, or delete that folder to rerun it")
+        _check_trained_with(config, train_dir, directory)
         return result, True
-    source = variant.eval_of or variant.name
-    train_dir = run_dir(workdir, source, seed)
-    config = training_config(experiment, experiment.variant(source), seed, quick, workdir)
     if variant.trains:
         metrics = _train(config, train_dir)
     else:
