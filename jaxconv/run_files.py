@@ -23,6 +23,7 @@ which another process's writes do not invalidate, is cleared first).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 
@@ -36,11 +37,20 @@ def is_url(path: str | os.PathLike) -> bool:
     return "://" in os.fspath(path)
 
 
+class BucketAccessError(OSError):
+    """A ``gs://`` path this process cannot reach (no credentials): one line, no retries."""
+
+
 def path(p: str | os.PathLike) -> epath.Path:
     """`p` as an ``epath.Path``: a URL as it is (trailing ``/`` dropped), a local path with
-    ``~`` expanded, made absolute."""
+    ``~`` expanded, made absolute.
+
+    Raises:
+      BucketAccessError: a ``gs://`` path without Google Cloud credentials (`check_credentials`).
+    """
     text = os.fspath(p)
     if is_url(text):
+        check_credentials(text)
         return epath.Path(text.rstrip("/") if not text.endswith("://") else text)
     return epath.Path(os.path.abspath(os.path.expanduser(text)))
 
@@ -49,6 +59,40 @@ def bucket_of(p: str | os.PathLike) -> str | None:
     """The bucket name of a ``gs://`` path, or None for a local path."""
     s = os.fspath(p)
     return s.split("://", 1)[1].split("/", 1)[0] if is_url(s) else None
+
+
+def check_credentials(p: str | os.PathLike) -> None:
+    """Fails at once when a ``gs://`` path cannot be reached for want of credentials.
+
+    Without them gcsfs falls back to anonymous requests and retries them for a minute or
+    more before an error that does not say why; google.auth says it at once (a missing
+    credentials file, no application-default credentials, no metadata server). Skipped for
+    a Cloud Storage emulator (``STORAGE_EMULATOR_HOST``), which needs none.
+
+    Raises:
+      BucketAccessError: one line naming the bucket and the fix (`bucket_problem`).
+    """
+    text = os.fspath(p)
+    bucket = bucket_of(text)
+    if text.startswith("gs://") and bucket:
+        problem = _credentials_problem(bucket, os.environ.get("STORAGE_EMULATOR_HOST"),
+                                       os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"))
+        if problem:
+            raise BucketAccessError(problem)
+
+
+@functools.cache
+def _credentials_problem(bucket: str, emulator: str | None, key_file: str | None) -> str | None:
+    """`check_credentials`'s answer, once per process (keyed on what decides it)."""
+    if emulator:
+        return None
+    import google.auth  # gcsfs's and google-cloud-storage's dependency (the train extra).
+
+    try:
+        google.auth.default()
+    except Exception as err:  # noqa: BLE001 - google.auth raises its own types.
+        return bucket_problem(bucket, err)
+    return None
 
 
 def _fresh(p: epath.Path) -> epath.Path:

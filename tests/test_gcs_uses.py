@@ -79,6 +79,48 @@ def test_no_permission_names_the_bucket_and_the_permission(gcs, tmp_path, digits
     assert not (tmp_path / "run").exists()  # Stopped before it took the workdir.
 
 
+def test_no_credentials_is_one_line_naming_the_bucket_and_the_fix(tmp_path, digits_dir):
+    """No emulator here: the real client, a credentials file that does not exist (google.auth
+    fails before any request, so nothing reaches the network)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")}
+    env.update(JAX_PLATFORMS="cpu", GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no.json"))
+    fix = ("run `gcloud auth application-default login` or set "
+           "GOOGLE_APPLICATION_CREDENTIALS")
+    data.ensure_prepared("digits", digits_dir)
+    for flags, code, start in (
+            (["--workdir", "gs://bkt/run"], 2, "error: cannot use --workdir gs://bkt/run: "),
+            (["--workdir", str(tmp_path / "run"), "--config.data_dir=gs://bkt/tfds"], 1,
+             "error: ")):
+        proc = subprocess.run([sys.executable, "train.py", "--config", "configs/default.py",
+                               *flags], env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=180)
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert proc.returncode == code and len(errors) == 1, proc.stderr[-2000:]
+        assert errors[0] == (f"{start}no Google Cloud credentials to reach bucket gs://bkt "
+                             f"(File {tmp_path / 'no.json'} was not found.): {fix}")
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # Stopped before it took the workdir.
+
+
+@pytest.mark.parametrize("command", ["predict", "plots"])
+def test_no_credentials_for_predict_and_plots(command, monkeypatch, tmp_path, capsys):
+    from jaxconv.plots import cli as plots_cli
+    from jaxconv.predict import cli as predict_cli
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    main = {"predict": lambda: predict_cli.main(["--workdir", "gs://bkt/run", "x.png"]),
+            "plots": lambda: plots_cli.main(["--workdir", "gs://bkt/run"])}[command]
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: no Google Cloud credentials to reach bucket gs://bkt (File "
+        f"{tmp_path / 'none.json'} was not found.): run `gcloud auth application-default "
+        f"login` or set GOOGLE_APPLICATION_CREDENTIALS\n")
+
+
 def test_lost_lock_exits_with_its_own_status(capsys):
     with pytest.raises(SystemExit) as stop, cli.clean_errors():
         raise workdir.WorkdirLockLost("lost the lock of --workdir gs://b/r to another trainer")

@@ -7,7 +7,7 @@ import sys
 
 from absl import flags
 
-from jaxconv import runtime, training
+from jaxconv import run_files, runtime, training
 from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.experiments import report, runner, spec
 
@@ -41,7 +41,8 @@ def main(argv: list[str]) -> None:
     try:
         results = runner.run_experiment(
             experiment, f.workdir, quick=f.quick, log=lambda line: print(line, flush=True))
-    except (runner.ExperimentError, training.ConfigError, KeyError, ImportError) as err:
+    except (runner.ExperimentError, training.ConfigError, KeyError, ImportError,
+            run_files.BucketAccessError) as err:
         fail(str(err))
     command = "python -m jaxconv.experiments " + shlex.join(sys.argv[1:])
     text = report.write(experiment, results, f.workdir, quick=f.quick, command=command)

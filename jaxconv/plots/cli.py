@@ -6,6 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from jaxconv import run_files
 from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.plots.workdir import write_all
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     try:
         paths = write_all(args.workdir, seed_index=args.seed_index)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, run_files.BucketAccessError) as err:
         fail(str(err))
     except OSError as err:  # a read-only workdir, `plots` a file, a full disk, ...
         fail(f"cannot write the figures under {args.workdir}: {err.strerror or err}"

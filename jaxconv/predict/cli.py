@@ -14,6 +14,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from jaxconv import run_files
 from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.predict.images import RESIZE_POLICIES
 from jaxconv.predict.predictor import FilePrediction, Predictor
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         predictor = Predictor.from_checkpoint(args.workdir, batch_size=args.batch_size,
                                               resize=args.resize, seed_index=args.seed_index)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, run_files.BucketAccessError) as err:
         fail(str(err))
     n = len(predictor.class_names)
     if args.top_k is not None and not 1 <= args.top_k <= n:

@@ -305,7 +305,10 @@ def train_and_evaluate(
         first.
     """
     t_start = time.perf_counter()
-    workdir = os.fspath(run_files.path(workdir))  # Absolute; a gs:// URL as it is.
+    try:
+        workdir = os.fspath(run_files.path(workdir))  # Absolute; a gs:// URL as it is.
+    except run_files.BucketAccessError as err:
+        raise workdir_lib.WorkdirError(f"cannot use --workdir {workdir}: {err}") from None
     config_lib.validate_config(config)  # Once, before anything is written to the workdir.
     before = workdir_lib.entries(workdir)
     with workdir_lib.exclusive(workdir) as lock:  # One trainer per workdir, before anything.
