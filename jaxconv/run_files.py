@@ -86,8 +86,10 @@ def _credentials_problem(bucket: str, emulator: str | None, key_file: str | None
     """`check_credentials`'s answer, once per process (keyed on what decides it)."""
     if emulator:
         return None
-    import google.auth  # gcsfs's and google-cloud-storage's dependency (the train extra).
-
+    try:
+        import google.auth  # gcsfs's and google-cloud-storage's dependency (the train extra).
+    except ImportError:
+        return None  # gcsfs is missing too: epath names the extra to install.
     try:
         google.auth.default()
     except Exception as err:  # noqa: BLE001 - google.auth raises its own types.
