@@ -2,6 +2,8 @@
 (under the xla and the cpu lowering), a K-seed run resumes bit for bit, and predict / plots
 pick a replica with ``seed_index``."""
 
+import contextlib
+import io
 import json
 import os
 
@@ -47,14 +49,27 @@ def _runs(digits_dir, tmp_path_factory, mode):
     of each of its seeds, trained under lowering `mode` (once per test session)."""
     if mode not in _RUNS:
         root = tmp_path_factory.mktemp(f"seeds_{mode}")
-        out = {}
+        out, logs = {}, {}
         with F.lowering(mode):
             for name, config in [("k", _config(digits_dir))] + [
                     (k, _config(digits_dir, seed=SEED + k, num_seeds=1)) for k in range(K)]:
-                out[name] = (str(root / str(name)),
-                             training.train_and_evaluate(config, root / str(name)))
+                with contextlib.redirect_stdout(io.StringIO()) as log:
+                    out[name] = (str(root / str(name)),
+                                 training.train_and_evaluate(config, root / str(name)))
+                logs[name] = log.getvalue()
+        out["logs"] = logs
         _RUNS[mode] = out
     return _RUNS[mode]
+
+
+def test_the_first_line_says_how_many_seeds(digits_dir, tmp_path_factory):
+    logs = _runs(digits_dir, tmp_path_factory, "cpu")["logs"]
+    params = f"{training.build_job(_config(digits_dir, num_seeds=1)).num_params:,}"
+    first = {name: log.splitlines()[0] for name, log in logs.items()}
+    assert first["k"].startswith(f"stagenet ({params} parameters per seed) on digits: steps 0..8")
+    assert first["k"].endswith(f", 3 seeds ({SEED}, {SEED + 1}, {SEED + 2}) in one program")
+    assert first[0].startswith(f"stagenet ({params} parameters) on digits: steps 0..8")
+    assert first[0].endswith("parallelism=jit")
 
 
 def _metrics(workdir):

@@ -258,13 +258,15 @@ def _start_logger(workdir: str, job: Job, start: int,
                   stream: run_history.HistoryWriter) -> MetricLogger:
     """The run's `MetricLogger` (process 0 writes), after printing what is about to run."""
     c = job.config
+    seeds = replicas.seeds(c) if c.num_seeds > 1 else ()
     logger = MetricLogger(workdir, total_steps=job.total_steps, initial_step=start,
                           enabled=jax.process_index() == 0, progress_bar=c.progress_bar,
-                          stream=stream,
-                          seeds=replicas.seeds(c) if c.num_seeds > 1 else ())
-    logger.write(f"{c.model} ({job.num_params:,} parameters) on {c.dataset}: "
-                 f"steps {start}..{job.total_steps}, {job.par.device_count} device(s), "
-                 f"{jax.process_count()} process(es), parallelism={c.parallelism}")
+                          stream=stream, seeds=seeds)
+    logger.write(f"{c.model} ({job.num_params:,} parameters{' per seed' if seeds else ''}) on "
+                 f"{c.dataset}: steps {start}..{job.total_steps}, {job.par.device_count} "
+                 f"device(s), {jax.process_count()} process(es), parallelism={c.parallelism}"
+                 + (f", {len(seeds)} seeds ({', '.join(map(str, seeds))}) in one program"
+                    if seeds else ""))
     if job.init_report is not None:
         source = c.init.checkpoint or c.init.torch_weights
         logger.write(f"initialized from {source}: {job.init_report}")
