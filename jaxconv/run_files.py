@@ -29,6 +29,12 @@ import shutil
 
 from etils import epath
 
+# gs:// through gcsfs, the backend these files' guarantees were tested with: where TensorFlow
+# is installed (the `prepare` extra), etils.epath would otherwise take tf.io.gfile, whose
+# Cloud Storage client ignores an emulator and reports errors its own way. A user's own
+# setting wins; epath reads it at its first gs:// path.
+os.environ.setdefault("EPATH_USE_TF", "false")
+
 Path = epath.Path
 
 

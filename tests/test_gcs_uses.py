@@ -121,6 +121,44 @@ def test_no_credentials_for_predict_and_plots(command, monkeypatch, tmp_path, ca
         f"login` or set GOOGLE_APPLICATION_CREDENTIALS\n")
 
 
+def test_experiments_cli_reports_the_trainers_errors_in_one_line(tmp_path):
+    """A workdir under a file (the trainer's WorkdirError) and a gs:// workdir without
+    credentials: one ``error:`` line each, exit 2, no traceback (both were tracebacks)."""
+    (tmp_path / "afile").write_text("")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")}
+    env.update(JAX_PLATFORMS="cpu", GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no.json"))
+    for where, message in [
+            (tmp_path / "afile" / "sub", f"cannot use --workdir {tmp_path}/afile/sub/max/seed0: "
+                                         f"{tmp_path}/afile is a file, not a directory"),
+            ("gs://bkt/exp", "no Google Cloud credentials to reach bucket gs://bkt")]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "jaxconv.experiments", "--config",
+             "configs/experiments/lecture.py", "--workdir", str(where), "--quick"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+        assert errors[0].startswith(f"error: {message}")
+        assert "Traceback" not in proc.stderr
+
+
+def test_gs_paths_go_through_gcsfs_even_with_tensorflow_installed(tmp_path):
+    """etils.epath takes tf.io.gfile for gs:// wherever TensorFlow is installed; jaxconv sets
+    ``EPATH_USE_TF=false`` unless the user set it (checked in a fresh process)."""
+    code = ("import os; from jaxconv import run_files; from etils.epath import backend; "
+            "print(os.environ['EPATH_USE_TF'], "
+            "run_files.path('gs://b/x')._backend is backend.fsspec_backend)")
+    env = {k: v for k, v in os.environ.items() if k != "EPATH_USE_TF"}
+    env.update(STORAGE_EMULATOR_HOST="http://127.0.0.1:9")  # No credentials check.
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
+                         capture_output=True, timeout=120, check=True).stdout.split()
+    assert out == ["false", "True"]
+    env["EPATH_USE_TF"] = "1"  # The user's choice is kept.
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
+                         capture_output=True, timeout=120, check=True).stdout.split()
+    assert out[0] == "1"
+
+
 def test_lost_lock_exits_with_its_own_status(capsys):
     with pytest.raises(SystemExit) as stop, cli.clean_errors():
         raise workdir.WorkdirLockLost("lost the lock of --workdir gs://b/r to another trainer")

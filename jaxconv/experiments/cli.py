@@ -10,6 +10,7 @@ from absl import flags
 from jaxconv import run_files, runtime, training
 from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.experiments import report, runner, spec
+from jaxconv.training import cli as training_cli
 
 
 def define_flags() -> None:
@@ -39,8 +40,9 @@ def main(argv: list[str]) -> None:
     seeds = experiment.seeds[:1] if f.quick else experiment.seeds
     print(f"{experiment.name}: {n} variants x {len(seeds)} seeds into {f.workdir}", flush=True)
     try:
-        results = runner.run_experiment(
-            experiment, f.workdir, quick=f.quick, log=lambda line: print(line, flush=True))
+        with training_cli.clean_errors():  # The trainer's errors: one line, its exit codes.
+            results = runner.run_experiment(
+                experiment, f.workdir, quick=f.quick, log=lambda line: print(line, flush=True))
     except (runner.ExperimentError, training.ConfigError, KeyError, ImportError,
             run_files.BucketAccessError) as err:
         fail(str(err))

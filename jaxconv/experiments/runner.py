@@ -44,8 +44,9 @@ class ExperimentError(Exception):
 
 
 def run_dir(workdir: str | epath.PathLike, variant: str, seed: int) -> epath.Path:
-    """``workdir/<variant>/seed<seed>``."""
-    return epath.Path(workdir) / variant / f"seed{seed}"
+    """``workdir/<variant>/seed<seed>`` (`run_files.path`: local paths made absolute; a
+    ``gs://`` workdir without credentials is refused at once)."""
+    return run_files.path(workdir) / variant / f"seed{seed}"
 
 
 def _absolute(path: epath.Path) -> str:
