@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import shutil
 
 import ml_collections
 import numpy as np
@@ -248,6 +249,11 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     lines.clear()
     again = experiments.run_experiment(exp, str(tmp_path), quick=True, log=lines.append)
     assert again == results and all(line.endswith("(done before)") for line in lines)
+    # A moved workdir: every result is still reused (the fine-tuning run's init.checkpoint
+    # named the old place).
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    assert experiments.run_experiment(exp, str(moved), quick=True, log=lines.append) == results
     # A changed base config: its stored results are refused, naming the key that changed.
     changed = dataclasses.replace(exp, base=experiments.apply_overrides(
         exp.base, {"optimizer.learning_rate": exp.base.optimizer.learning_rate * 2}))

@@ -125,15 +125,19 @@ def _drop(workdir: str, variant: Variant, seed: int, test_accuracy: float) -> fl
     return parent["test_accuracy"] - test_accuracy
 
 
-def _check_trained_with(config, train_dir: epath.Path, directory: epath.Path) -> None:
+def _check_trained_with(config, train_dir: epath.Path, directory: epath.Path, *,
+                        ignore: set[str]) -> None:
     """Refuses to reuse a result whose run was trained with another config than `config`
-    (the experiment's base config changed since): a trained or length key differs."""
+    (the experiment's base config changed since): a trained or length key differs, other
+    than those in `ignore` (`RunOf` paths, which change when the workdir is moved)."""
     if not run_files.exists(str(train_dir / runs.RUN_FILE)):
         return  # Recorded before run.json existed, or not a training run: settings decide.
     changes = config_keys.compare(runs.read_run_info(str(train_dir)).config, config)
-    if changes.trained or changes.length:
-        differences = ", ".join(filter(None, (changes.describe("trained"),
-                                              changes.describe("length"))))
+    changed = {kind: {k: v for k, v in getattr(changes, kind).items() if k not in ignore}
+               for kind in ("trained", "length")}
+    if any(changed.values()):
+        differences = ", ".join(f"{k} {config_keys.show(a)} → {config_keys.show(b)}"
+                                for kind in changed.values() for k, (a, b) in kind.items())
         raise ExperimentError(
             f"{directory} holds a result of a run trained with another config "
             f"({differences}): the experiment's base config changed since; use another "
@@ -183,7 +187,9 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
             raise ExperimentError(
                 f"{directory} holds a run with other settings ({result.get('settings')} vs "
                 f"{settings}): use another --workdir, or delete that folder to rerun it")
-        _check_trained_with(config, train_dir, directory)
+        moves = {k for k, v in experiment.variant(source).overrides.items()
+                 if isinstance(v, RunOf)}  # Paths into `workdir`: settings compare the source.
+        _check_trained_with(config, train_dir, directory, ignore=moves)
         return result, True
     if variant.trains:
         metrics = _train(config, train_dir)
