@@ -271,3 +271,47 @@ def test_runner_trains_evaluates_and_skips_on_rerun(digits_dir, tmp_path):
     assert saved["quick"] and len(saved["runs"]) == 4
     assert "![drop](figures/drop.png)" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "figures" / "test_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_batched_variants_are_the_eligible_training_variants(digits_dir):
+    exp = _digits_experiment(digits_dir)  # max <- finetune (RunOf), avg, max-bright (eval).
+    eligible = experiments.batching.batched_variants
+    assert eligible(exp, (0, 1)) == {"avg": (0, 1)}
+    assert eligible(exp, (3, 4, 5)) == {"avg": (3, 4, 5)}
+    assert eligible(exp, (0, 2)) == {}  # Replica k trains seed first + k.
+    assert eligible(exp, (0,)) == {}
+
+
+@pytest.mark.slow
+def test_batched_seeds_train_one_program_per_variant(digits_dir, tmp_path):
+    base = _digits_experiment(digits_dir)
+    exp = dataclasses.replace(base, variants=(base.variants[1], base.variants[0], (
+        Variant("avg-bright", eval_of="avg", eval_transform=transforms.Brightness(0.3))),
+        base.variants[3]), claims=())  # avg, max, avg-bright, finetune (from max).
+    results = experiments.run_experiment(exp, str(tmp_path), batch_seeds=True,
+                                         log=lambda line: None)
+    assert [(r["variant"], r["seed"]) for r in results] == [
+        ("avg", 0), ("avg", 1), ("max", 0), ("max", 1), ("avg-bright", 0), ("avg-bright", 1),
+        ("finetune", 0), ("finetune", 1)]
+    batch = tmp_path / "avg" / "seeds0-1"
+    metrics = json.loads((batch / "metrics.json").read_text())
+    assert metrics["num_seeds"] == 2 and [s["seed"] for s in metrics["seeds"]] == [0, 1]
+    assert not (tmp_path / "avg" / "seed0" / "checkpoints").exists()  # One run: the batch.
+    assert (tmp_path / "max" / "seed1" / "checkpoints").exists()  # "max" is a RunOf source.
+    for k, row in enumerate(results[:2]):
+        assert row["settings"]["batched"] == "seeds0-1"
+        assert "batched" not in results[2 + k]["settings"]
+        # The row is replica k's: the trainer's own test accuracy of that replica.
+        assert row["test_accuracy"] == pytest.approx(metrics["seeds"][k]["test_accuracy"])
+        assert row["train_seconds"] == pytest.approx(metrics["wall_seconds"] / 2)
+        bright = results[4 + k]
+        assert bright["settings"]["batched"] == "seeds0-1"
+        np.testing.assert_allclose(bright["drop"], row["test_accuracy"]
+                                   - bright["test_accuracy"])
+    assert results[0]["test_accuracy"] != results[1]["test_accuracy"] or (
+        results[0]["train_accuracy"] != results[1]["train_accuracy"])  # Two replicas.
+    again = experiments.run_experiment(exp, str(tmp_path), batch_seeds=True,
+                                       log=lambda line: None)
+    assert again == results
+    with pytest.raises(experiments.ExperimentError, match="avg/seed0 holds a run with other"):
+        experiments.run_experiment(exp, str(tmp_path), log=lambda line: None)

@@ -11,6 +11,8 @@ imports this package.
   `Contrast`, `Gradient`).
 - `jaxconv.experiments.stats`: `summarize` (mean, scipy t-interval), `verdict`.
 - `jaxconv.experiments.runner`: `run_experiment`, `run_one`.
+- `jaxconv.experiments.batching`: the training variants whose seeds train as one program
+  (``--batch_seeds``).
 - `jaxconv.experiments.report`: `table`, `write`.
 """
 

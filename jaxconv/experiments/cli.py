@@ -19,6 +19,9 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Where the runs and report.md go (reruns resume).")
     flags.DEFINE_bool("quick", False, "The experiment's quick overrides and one seed: a "
                       "check of the runner end to end, not of the claims.")
+    flags.DEFINE_bool("batch_seeds", False, "Train each training variant's seeds as one "
+                      "program (config.num_seeds) where it can: faster; replicas are not "
+                      "bit-identical to 1-seed runs (docs/experiments.md).")
     flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -42,7 +45,8 @@ def main(argv: list[str]) -> None:
     try:
         with training_cli.clean_errors():  # The trainer's errors: one line, its exit codes.
             results = runner.run_experiment(
-                experiment, f.workdir, quick=f.quick, log=lambda line: print(line, flush=True))
+                experiment, f.workdir, quick=f.quick, batch_seeds=f.batch_seeds,
+                log=lambda line: print(line, flush=True))
     except (runner.ExperimentError, training.ConfigError, KeyError, ImportError,
             run_files.BucketAccessError) as err:
         fail(str(err))

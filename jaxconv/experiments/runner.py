@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from etils import epath
 
 from jaxconv import run_files, runs, training
 from jaxconv.data import readers, sources
-from jaxconv.experiments import features
+from jaxconv.experiments import batching, features
 from jaxconv.experiments.spec import Experiment, RunOf, Variant, apply_overrides, quick_subset
 from jaxconv.predict import Predictor
 from jaxconv.training import config_keys
@@ -153,8 +153,22 @@ def _train(config, directory: epath.Path) -> dict:
     return runs.read_metrics(str(directory))
 
 
+def _source(experiment: Experiment, variant: Variant, seed: int, workdir: str, quick: bool,
+            batched: Mapping[str, tuple[int, ...]]) -> tuple[Any, epath.Path, int | None]:
+    """The training run a row reads: its config, its workdir and, for a batched run
+    (`jaxconv.experiments.batching`), the replica of `seed` (else None)."""
+    name = variant.eval_of or variant.name
+    config = training_config(experiment, experiment.variant(name), seed, quick, workdir)
+    seeds = batched.get(name)
+    if not seeds:
+        return config, run_dir(workdir, name, seed), None
+    config.seed, config.num_seeds = seeds[0], len(seeds)
+    return config, batching.batch_dir(workdir, name, seeds), seeds.index(seed)
+
+
 def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *,
-            quick: bool, arrays: _Arrays | None = None) -> tuple[dict, bool]:
+            quick: bool, arrays: _Arrays | None = None,
+            batched: Mapping[str, tuple[int, ...]] | None = None) -> tuple[dict, bool]:
     """One run of the table: trains (or reuses) and evaluates; writes ``result.json``.
 
     Args:
@@ -164,6 +178,8 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
       workdir: the experiment's workdir.
       quick: apply ``experiment.quick``.
       arrays: a cache of dataset arrays shared between runs (None: a fresh one).
+      batched: ``{training variant: seeds}`` trained as one program each
+        (`batching.batched_variants`); None or {}: one run per seed.
 
     Returns:
       ``(result, reused)``: the record (``test_accuracy``, ``train_accuracy``, ``gap``,
@@ -176,11 +192,13 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
     """
     arrays = arrays or _Arrays()
     directory = run_dir(workdir, variant.name, seed)
-    settings = _settings(experiment, variant, seed, quick)
-    result_path = directory / RESULT_FILE
     source = variant.eval_of or variant.name
-    train_dir = run_dir(workdir, source, seed)
-    config = training_config(experiment, experiment.variant(source), seed, quick, workdir)
+    config, train_dir, replica = _source(experiment, variant, seed, workdir, quick,
+                                         batched or {})
+    settings = _settings(experiment, variant, seed, quick)
+    if replica is not None:
+        settings["batched"] = train_dir.name
+    result_path = directory / RESULT_FILE
     if result_path.exists():
         result = json.loads(result_path.read_text())
         if result.get("settings") != settings:
@@ -197,14 +215,17 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         metrics = runs.read_metrics(str(train_dir))
         if metrics is None:
             raise ExperimentError(f"{train_dir} has no finished run for {variant.name!r}")
+    if replica is not None:
+        metrics = batching.replica_metrics(metrics, replica)
     start = time.perf_counter()
     clean_images, test_labels = arrays.get(config, "test")
     train_images, train_labels = arrays.get(config, "train")
     if variant.trains:
-        predictor = Predictor.from_checkpoint(str(train_dir), batch_size=EVAL_BATCH)
+        predictor = Predictor.from_checkpoint(str(train_dir), batch_size=EVAL_BATCH,
+                                              seed_index=replica or 0)
         test_images, similarity = clean_images, None
     else:
-        model, info = runs.load_trained_model(str(train_dir))
+        model, info = runs.load_trained_model(str(train_dir), seed_index=replica or 0)
         predictor = Predictor.for_run(model, info, batch_size=EVAL_BATCH)
         test_images = variant.eval_transform(clean_images)
         penultimate = features.Penultimate(model, info.dataset.mean, info.dataset.std)
@@ -216,7 +237,8 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
         "variant": variant.name, "seed": seed, "settings": settings,
         "test_accuracy": test_acc, "train_accuracy": train_acc, "gap": train_acc - test_acc,
         "num_params": metrics.get("num_params"), "steps": metrics["step"],
-        # The trainer's wall time, summed over the segments of a resumed run.
+        # The trainer's wall time, summed over the segments of a resumed run (a batched
+        # run's shared equally by its seeds).
         "train_seconds": float(metrics.get("wall_seconds") or 0.0) if variant.trains else 0.0,
         "eval_seconds": time.perf_counter() - start,
         "drop": _drop(workdir, variant, seed, test_acc),
@@ -232,7 +254,7 @@ def run_one(experiment: Experiment, variant: Variant, seed: int, workdir: str, *
 
 
 def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
-                   log: Callable[[str], None] = print) -> list[dict]:
+                   batch_seeds: bool = False, log: Callable[[str], None] = print) -> list[dict]:
     """Runs every variant x seed (`run_one`), in order, printing ``variant i/N`` progress.
 
     Under `quick`, only `Experiment.quick_variants` (if set) and their evaluation variants.
@@ -241,6 +263,8 @@ def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
       experiment: the experiment.
       workdir: its workdir (local path or ``gs://``).
       quick: ``experiment.quick`` overrides and the first seed only.
+      batch_seeds: train each eligible training variant's seeds as one program
+        (`jaxconv.experiments.batching`).
       log: where progress lines go.
 
     Returns:
@@ -250,12 +274,13 @@ def run_experiment(experiment: Experiment, workdir: str, *, quick: bool = False,
         experiment = quick_subset(experiment)
     seeds = experiment.seeds[:1] if quick else experiment.seeds
     arrays, results = _Arrays(), []
+    batched = batching.batched_variants(experiment, seeds) if batch_seeds else {}
     total = len(experiment.variants)
     for i, variant in enumerate(experiment.variants, 1):
         for seed in seeds:
             start = time.perf_counter()
             result, reused = run_one(experiment, variant, seed, workdir, quick=quick,
-                                     arrays=arrays)
+                                     arrays=arrays, batched=batched)
             how = "done before" if reused else f"{time.perf_counter() - start:.0f} s"
             log(f"variant {i}/{total} {variant.name} seed {seed}: test accuracy "
                 f"{100 * result['test_accuracy']:.2f}% ({how})")
