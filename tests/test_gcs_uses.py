@@ -50,12 +50,31 @@ def test_experiment_in_a_bucket_fine_tunes_from_a_bucket_run(gcs_dir, digits_dir
         np.testing.assert_array_equal(np.asarray(a), b)
 
 
+def _command(args, env):
+    """Runs `args` from the repository root; returns (exit status, its ``error:`` lines,
+    stderr)."""
+    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    return proc.returncode, errors, proc.stderr
+
+
 def _train(gcs, *flags):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", **gcs.env)
-    proc = subprocess.run([sys.executable, "train.py", "--config", "configs/default.py",
-                           *flags], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
-    return proc.returncode, [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    rc, errors, _ = _command([sys.executable, "train.py", "--config", "configs/default.py",
+                              *flags], dict(os.environ, JAX_PLATFORMS="cpu", **gcs.env))
+    return rc, errors
+
+
+def _no_credentials(tmp_path):
+    """An environment without the emulator and with a credentials file that does not exist
+    (google.auth fails before any request: nothing reaches the network), and the line that
+    reports it for bucket ``bkt``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")}
+    env.update(JAX_PLATFORMS="cpu", GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no.json"))
+    line = (f"no Google Cloud credentials to reach bucket gs://bkt (File {tmp_path / 'no.json'} "
+            f"was not found.): run `gcloud auth application-default login` or set "
+            f"GOOGLE_APPLICATION_CREDENTIALS")
+    return env, line
 
 
 def test_no_permission_names_the_bucket_and_the_permission(gcs, tmp_path, digits_dir):
@@ -80,26 +99,18 @@ def test_no_permission_names_the_bucket_and_the_permission(gcs, tmp_path, digits
 
 
 def test_no_credentials_is_one_line_naming_the_bucket_and_the_fix(tmp_path, digits_dir):
-    """No emulator here: the real client, a credentials file that does not exist (google.auth
-    fails before any request, so nothing reaches the network)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")}
-    env.update(JAX_PLATFORMS="cpu", GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no.json"))
-    fix = ("run `gcloud auth application-default login` or set "
-           "GOOGLE_APPLICATION_CREDENTIALS")
+    """No emulator here: the real client (`_no_credentials`)."""
+    env, line = _no_credentials(tmp_path)
     data.ensure_prepared("digits", digits_dir)
     for flags, code, start in (
             (["--workdir", "gs://bkt/run"], 2, "error: cannot use --workdir gs://bkt/run: "),
             (["--workdir", str(tmp_path / "run"), "--config.data_dir=gs://bkt/tfds"], 1,
              "error: ")):
-        proc = subprocess.run([sys.executable, "train.py", "--config", "configs/default.py",
-                               *flags], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=180)
-        errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
-        assert proc.returncode == code and len(errors) == 1, proc.stderr[-2000:]
-        assert errors[0] == (f"{start}no Google Cloud credentials to reach bucket gs://bkt "
-                             f"(File {tmp_path / 'no.json'} was not found.): {fix}")
-        assert "Traceback" not in proc.stderr
+        rc, errors, stderr = _command([sys.executable, "train.py", "--config",
+                                       "configs/default.py", *flags], env)
+        assert rc == code and len(errors) == 1, stderr[-2000:]
+        assert errors[0] == start + line
+        assert "Traceback" not in stderr
     assert not (tmp_path / "run").exists()  # Stopped before it took the workdir.
 
 
@@ -108,38 +119,31 @@ def test_no_credentials_for_predict_and_plots(command, monkeypatch, tmp_path, ca
     from jaxconv.plots import cli as plots_cli
     from jaxconv.predict import cli as predict_cli
 
+    env, line = _no_credentials(tmp_path)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", env["GOOGLE_APPLICATION_CREDENTIALS"])
     main = {"predict": lambda: predict_cli.main(["--workdir", "gs://bkt/run", "x.png"]),
             "plots": lambda: plots_cli.main(["--workdir", "gs://bkt/run"])}[command]
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 2
-    assert capsys.readouterr().err == (
-        f"error: no Google Cloud credentials to reach bucket gs://bkt (File "
-        f"{tmp_path / 'none.json'} was not found.): run `gcloud auth application-default "
-        f"login` or set GOOGLE_APPLICATION_CREDENTIALS\n")
+    assert capsys.readouterr().err == f"error: {line}\n"
 
 
 def test_experiments_cli_reports_the_trainers_errors_in_one_line(tmp_path):
     """A workdir under a file (the trainer's WorkdirError) and a gs:// workdir without
     credentials: one ``error:`` line each, exit 2, no traceback (both were tracebacks)."""
     (tmp_path / "afile").write_text("")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")}
-    env.update(JAX_PLATFORMS="cpu", GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no.json"))
+    env, line = _no_credentials(tmp_path)
     for where, message in [
             (tmp_path / "afile" / "sub", f"cannot use --workdir {tmp_path}/afile/sub/max/seed0: "
                                          f"{tmp_path}/afile is a file, not a directory"),
-            ("gs://bkt/exp", "no Google Cloud credentials to reach bucket gs://bkt")]:
-        proc = subprocess.run(
+            ("gs://bkt/exp", line)]:
+        rc, errors, stderr = _command(
             [sys.executable, "-m", "jaxconv.experiments", "--config",
-             "configs/experiments/lecture.py", "--workdir", str(where), "--quick"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
-        errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
-        assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
-        assert errors[0].startswith(f"error: {message}")
-        assert "Traceback" not in proc.stderr
+             "configs/experiments/lecture.py", "--workdir", str(where), "--quick"], env)
+        assert rc == 2 and errors == [f"error: {message}"], stderr[-2000:]
+        assert "Traceback" not in stderr
 
 
 def test_gs_paths_go_through_gcsfs_even_with_tensorflow_installed(tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 from absl import flags
 
-from jaxconv import run_files, runtime, training
+from jaxconv import run_files, runtime
 from jaxconv.cli_errors import fail, quiet_logging
 from jaxconv.experiments import report, runner, spec
 from jaxconv.training import cli as training_cli
@@ -47,8 +47,7 @@ def main(argv: list[str]) -> None:
             results = runner.run_experiment(
                 experiment, f.workdir, quick=f.quick, batch_seeds=f.batch_seeds,
                 log=lambda line: print(line, flush=True))
-    except (runner.ExperimentError, training.ConfigError, KeyError, ImportError,
-            run_files.BucketAccessError) as err:
+    except (runner.ExperimentError, KeyError, run_files.BucketAccessError) as err:
         fail(str(err))
     command = "python -m jaxconv.experiments " + shlex.join(sys.argv[1:])
     text = report.write(experiment, results, f.workdir, quick=f.quick, command=command)
